@@ -1,0 +1,174 @@
+"""Small frozen types shared by the engine, the providers and the cogs.
+
+They hold no behaviour beyond what follows from their own fields, so every layer can import them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life; every change is one committed write in the store."""
+
+    ACCEPTED = "accepted"
+    UPLOADING = "uploading"
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    COLLECTING = "collecting"
+    DELIVERING = "delivering"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+    @property
+    def is_live(self) -> bool:
+        return self not in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+
+_FORWARD = {
+    JobState.ACCEPTED: {JobState.UPLOADING},
+    JobState.UPLOADING: {JobState.SUBMITTED},
+    JobState.SUBMITTED: {JobState.RUNNING, JobState.COLLECTING},
+    JobState.RUNNING: {JobState.COLLECTING},
+    JobState.COLLECTING: {JobState.DELIVERING},
+    JobState.DELIVERING: {JobState.DONE},
+}
+
+#: The life cycle: forward steps, plus failed/cancelled from any live state. Delivering may
+#: still fail (Discord refuses everything) but is never cancelled: the work is already paid for.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    state: frozenset(
+        _FORWARD.get(state, set())
+        | ({JobState.FAILED} if state.is_live else set())
+        | ({JobState.CANCELLED} if state.is_live and state is not JobState.DELIVERING else set())
+    )
+    for state in JobState
+}
+
+
+class RemotePhase(enum.StrEnum):
+    """A provider's own status words, folded into what the engine needs to decide the next step."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (RemotePhase.SUCCEEDED, RemotePhase.FAILED, RemotePhase.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteStatus:
+    """One poll's answer, typed. `progress` is 0..1; `detail` is the provider's own words (a
+    checkpoint, a status line) worth showing the user; `preview_url` a fresh image of the work."""
+
+    phase: RemotePhase
+    progress: float | None = None
+    queue_position: int | None = None
+    detail: str | None = None
+    preview_url: str | None = None
+    error: str | None = None
+    hint: str | None = None
+    raw_status: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """A result file spooled on disk, ready for delivery.
+
+    `optional` files are posted only when they fit the upload limit (a PLY beside its SPZ).
+    `link` is a URL shown when the file does not fit; `download_key` names a Download button
+    that asks the provider for a fresh link when clicked (signed URLs expire).
+    """
+
+    path: Path
+    filename: str
+    description: str = ""
+    optional: bool = False
+    link: str | None = None
+    download_key: str | None = None
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "filename": self.filename,
+            "description": self.description,
+            "optional": self.optional,
+            "link": self.link,
+            "download_key": self.download_key,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Artifact:
+        return cls(
+            path=Path(data["path"]),
+            filename=data["filename"],
+            description=data.get("description", ""),
+            optional=bool(data.get("optional", False)),
+            link=data.get("link"),
+            download_key=data.get("download_key"),
+        )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job row as the store holds it. Replace, never mutate: `job.evolve(state=...)`."""
+
+    id: str
+    provider: str
+    kind: str
+    state: JobState
+    owner_id: int
+    channel_id: int
+    guild_id: int | None
+    summary: str
+    params: dict[str, Any] = field(default_factory=dict)
+    provider_data: dict[str, Any] = field(default_factory=dict)
+    remote_id: str | None = None
+    progress: float | None = None
+    queue_position: int | None = None
+    detail: str | None = None
+    preview_url: str | None = None
+    eta: datetime | None = None
+    status_message_id: int | None = None
+    result_message_ids: tuple[int, ...] = ()
+    artifacts: tuple[Artifact, ...] = ()
+    attempts: int = 0
+    last_error: str | None = None
+    cancel_requested: bool = False
+    submit_intent_at: datetime | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    running_since: datetime | None = None
+    finished_at: datetime | None = None
+    next_run_at: datetime = field(default_factory=utcnow)
+    deadline_at: datetime | None = None
+    status_edited_at: datetime | None = None
+    status_fingerprint: str | None = None
+    delivery_started_at: datetime | None = None
+
+    def evolve(self, **changes: Any) -> Job:
+        return replace(self, **changes)

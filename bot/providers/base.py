@@ -1,0 +1,159 @@
+"""The one interface every provider implements, and the small error taxonomy it raises.
+
+The runner only ever talks to a provider through `Provider`; the only place provider errors are
+turned into words for users is `user_message`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bot.models import Artifact, Job, RemoteStatus
+
+
+class ProviderError(Exception):
+    """Base of the taxonomy. `public` is safe to show a user (no secrets, no URLs with tokens)."""
+
+    def __init__(self, public: str, *, hint: str | None = None) -> None:
+        super().__init__(public)
+        self.public = public
+        self.hint = hint
+
+
+class InputRejected(ProviderError):
+    """The provider (or our own check before spending) refuses what the user gave. Final."""
+
+
+class AuthFailed(ProviderError):
+    """Our credentials were refused. Final for the job; the operator must act."""
+
+
+class OutOfCredits(ProviderError):
+    """The account cannot pay for this job. Final for the job."""
+
+
+class NotFound(ProviderError):
+    """The remote object is gone (deleted elsewhere, expired). Final."""
+
+
+class RateLimited(ProviderError):
+    """Slow down; try the same step again after `retry_after` seconds. Not counted as an attempt."""
+
+    def __init__(self, retry_after: float, public: str = "The provider asked us to slow down.") -> None:
+        super().__init__(public)
+        self.retry_after = max(0.0, float(retry_after))
+
+
+class Transient(ProviderError):
+    """A passing fault (5xx, timeout, reset). Retried with backoff, counted as an attempt."""
+
+
+class SubmissionUnknown(ProviderError):
+    """A paid call's outcome is unknown and cannot be looked up; never resubmit blindly."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderLimits:
+    """What the runner needs to schedule a provider's jobs. Seconds throughout."""
+
+    poll_min: float = 3.0
+    poll_max: float = 60.0
+    max_concurrent: int = 4
+    deadlines: Mapping[str, float] = field(default_factory=dict)
+    default_deadline: float = 3600.0
+
+    def deadline_for(self, kind: str) -> float:
+        return float(self.deadlines.get(kind, self.default_deadline))
+
+
+class Provider(abc.ABC):
+    """A video AI service, driven one step at a time by the runner.
+
+    Every method receives the job as stored and may read `job.params` (what the user asked,
+    validated by the cog) and `job.provider_data` (what earlier steps recorded). Methods that
+    return a dict merge it into `provider_data`, committed before the next step runs.
+    """
+
+    name: ClassVar[str]
+    #: shown in embeds: "vid2scene", "Viggle", "Scenario"
+    display_name: ClassVar[str]
+    limits: ProviderLimits
+
+    @abc.abstractmethod
+    async def upload(self, job: Job, workdir: Path) -> dict[str, Any]:
+        """Get the inputs to the provider: stream Discord attachments to a spool file in
+        `workdir`, check them against the provider's limits (raise InputRejected before anything
+        is spent), and upload them. Free of charge; safe to repeat after a crash."""
+
+    @abc.abstractmethod
+    async def submit(self, job: Job) -> tuple[str, dict[str, Any]]:
+        """The paid call. Returns (remote_id, provider_data). Never retried automatically: on a
+        timeout or 5xx, raise SubmissionUnknown or look the job up yourself."""
+
+    async def reconcile(self, job: Job) -> str | None:
+        """After a crash between recording intent and recording the remote id: find the job we
+        may have submitted (by the marker `job_marker(job)` we put in its title or name).
+        Return its remote id, or None when it certainly was not created. Raise SubmissionUnknown
+        when that cannot be known."""
+        raise SubmissionUnknown(
+            "The bot restarted while submitting this job and cannot tell whether the provider "
+            "received it, so it was not submitted again to avoid paying twice."
+        )
+
+    @abc.abstractmethod
+    async def poll(self, job: Job) -> RemoteStatus:
+        """Ask how the remote job is doing."""
+
+    @abc.abstractmethod
+    async def collect(self, job: Job, status: RemoteStatus, workdir: Path) -> list[Artifact]:
+        """Download the results into `workdir` (streamed, never whole in memory)."""
+
+    async def cancel(self, job: Job) -> None:  # noqa: B027 - optional capability
+        """Best effort: stop the remote job (and get a refund where the provider gives one)."""
+
+    async def fresh_link(self, job: Job, key: str) -> str:
+        """A newly signed download URL for the result named `key` (see Artifact.download_key)."""
+        raise NotFound("This result has no download link.")
+
+    async def check(self) -> str:
+        """A harmless request proving the credentials work; returns a short description."""
+        return "configured"
+
+    async def close(self) -> None:  # noqa: B027 - optional
+        """Release anything the provider holds."""
+
+
+def job_marker(job: Job) -> str:
+    """The tag we put in remote titles/names so a crashed submission can be found again."""
+    return f"[vb:{job.id}]"
+
+
+_DEFAULT_MESSAGES: dict[type[ProviderError], str] = {
+    AuthFailed: "{provider} refused the bot's credentials. An operator needs to check the API key.",
+    OutOfCredits: "{provider} says the account is out of credits, so the job could not start.",
+    RateLimited: "{provider} is busy right now; the bot will try again shortly.",
+    Transient: "{provider} had a temporary problem.",
+    NotFound: "{provider} no longer knows this job.",
+}
+
+
+def user_message(error: BaseException, provider: str) -> str:
+    """The one mapping from any error to the words a user sees. Unknown errors say nothing
+    internal: their text might hold a URL with a signature or a header value."""
+    if isinstance(error, InputRejected | SubmissionUnknown):
+        text = error.public
+    elif isinstance(error, ProviderError):
+        template = next((t for cls, t in _DEFAULT_MESSAGES.items() if isinstance(error, cls)), None)
+        text = template.format(provider=provider) if template else error.public
+        if isinstance(error, AuthFailed | OutOfCredits | NotFound) and error.public and template:
+            text = f"{text} ({error.public})"
+    else:
+        text = f"Something went wrong on the bot's side while talking to {provider}."
+    hint = getattr(error, "hint", None)
+    if hint:
+        text = f"{text}\nHint: {hint}"
+    return text
