@@ -1,0 +1,71 @@
+"""VideoBot: the discord.py bot that owns the settings, HTTP session, store, runner and providers."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Sequence
+
+import discord
+from discord.ext import commands
+
+from bot.buttons import JobButton
+from bot.config import Settings
+from bot.delivery import Delivery
+from bot.jobs import JobService
+from bot.net import Net
+from bot.providers import build_providers
+from bot.providers.base import Provider
+from bot.runner import Runner
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXTENSIONS = ("cogs.jobs", "cogs.splat", "cogs.viggle", "cogs.layers")
+
+
+class VideoBot(commands.Bot):
+    """Everything lives on the bot so cogs reach it as `interaction.client`."""
+
+    def __init__(self, settings: Settings, *, providers: dict[str, Provider] | None = None,
+                 extensions: Sequence[str] = DEFAULT_EXTENSIONS, start_runner: bool = True, **client_options) -> None:
+        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(),
+                         help_command=None, allowed_mentions=discord.AllowedMentions.none(), **client_options)
+        self.settings = settings
+        self.net = Net()
+        self._given_providers = providers
+        self._extensions = tuple(extensions)
+        self._start_runner = start_runner
+        self.providers: dict[str, Provider] = {}
+
+    async def setup_hook(self) -> None:
+        self.store = await Store.open(self.settings.database_path)
+        self.providers = (self._given_providers if self._given_providers is not None
+                          else build_providers(self.settings, self.net))
+        self.delivery = Delivery(self, self.store, upload_limit=self.settings.upload_limit_bytes,
+                                 edit_interval=self.settings.status_edit_seconds,
+                                 provider_names={n: p.display_name for n, p in self.providers.items()})
+        self.runner = Runner(self.store, self.providers, self.delivery, spool_dir=self.settings.spool_dir,
+                             max_attempts=self.settings.max_attempts)
+        self.jobs = JobService(self.store, self.runner, self.delivery, self.providers,
+                               max_per_user=self.settings.max_jobs_per_user,
+                               max_per_guild=self.settings.max_jobs_per_guild)
+        self.add_dynamic_items(JobButton)
+        for name in self._extensions:
+            if importlib.util.find_spec(name) is not None:
+                await self.load_extension(name)
+        if self._start_runner:
+            self.runner.start()
+        log.info("ready to work: providers %s", ", ".join(self.providers) or "none")
+
+    async def close(self) -> None:
+        runner = getattr(self, "runner", None)
+        if runner is not None:
+            await runner.stop()
+        await super().close()
+        for provider in self.providers.values():
+            await provider.close()
+        await self.net.close()
+        store = getattr(self, "store", None)
+        if store is not None:
+            await store.close()

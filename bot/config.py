@@ -1,0 +1,160 @@
+"""Settings from the environment (and `.env`), one section per provider.
+
+A bad value stops the bot at start with a message naming the variable and never its value, since
+values may be secrets. A provider without credentials is simply switched off.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+def _section(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore", case_sensitive=False)
+
+
+class _ProviderSection(BaseSettings):
+    """What every provider has: where it is, how often we may poll, how many jobs at once, and how
+    long a job of each kind may take before we give up on it (a job can hang upstream forever)."""
+
+    poll_min_seconds: float = Field(3.0, gt=0)
+    poll_max_seconds: float = Field(60.0, gt=0)
+    max_concurrent: int = Field(4, ge=1, le=64)
+    deadline_minutes: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> _ProviderSection:
+        if self.poll_max_seconds < self.poll_min_seconds:
+            raise ValueError("poll_max_seconds must be at least poll_min_seconds")
+        return self
+
+    @field_validator("deadline_minutes")
+    @classmethod
+    def _positive_deadlines(cls, value: dict[str, float]) -> dict[str, float]:
+        for kind, minutes in value.items():
+            if minutes <= 0:
+                raise ValueError(f"deadline for {kind!r} must be positive")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        raise NotImplementedError
+
+
+class ViggleSettings(_ProviderSection):
+    model_config = _section("VIGGLE_")
+    api_key: SecretStr | None = None
+    base_url: str = "https://apis.viggle.ai"
+    poll_min_seconds: float = Field(3.0, gt=0)
+    poll_max_seconds: float = Field(30.0, gt=0)
+    deadline_minutes: dict[str, float] = Field(
+        default_factory=lambda: {"character": 20, "scene": 30, "template": 30, "render": 60, "mix": 60})
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_key and self.api_key.get_secret_value())
+
+
+class Vid2SceneSettings(_ProviderSection):
+    model_config = _section("VID2SCENE_")
+    api_key: SecretStr | None = None
+    base_url: str = "https://vid2scene.com/api/v1"
+    poll_min_seconds: float = Field(10.0, gt=0)
+    poll_max_seconds: float = Field(120.0, gt=0)
+    deadline_minutes: dict[str, float] = Field(default_factory=lambda: {"splat": 8 * 60})
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_key and self.api_key.get_secret_value())
+
+
+class ScenarioSettings(_ProviderSection):
+    model_config = _section("SCENARIO_")
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    base_url: str = "https://api.cloud.scenario.com/v1"
+    poll_min_seconds: float = Field(3.0, gt=0)
+    poll_max_seconds: float = Field(30.0, gt=0)
+    deadline_minutes: dict[str, float] = Field(default_factory=lambda: {"layers": 60})
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_key and self.api_key.get_secret_value()
+                    and self.api_secret and self.api_secret.get_secret_value())
+
+
+class Settings(BaseSettings):
+    """Everything the bot reads from its environment; see `.env.example` for each name."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    discord_token: SecretStr | None = None
+    discord_dev_guild_id: int | None = None
+    database_path: Path = Path("data/bot.db")
+    spool_dir: Path = Path("data/spool")
+    upload_limit_mb: float = Field(10.0, gt=0, le=500)
+    max_jobs_per_user: int = Field(3, ge=1, le=100)
+    max_jobs_per_guild: int = Field(20, ge=1, le=1000)
+    status_edit_seconds: float = Field(5.0, ge=0)
+    max_attempts: int = Field(8, ge=1, le=100)
+    log_level: str = "INFO"
+
+    viggle: ViggleSettings = Field(default_factory=ViggleSettings)
+    vid2scene: Vid2SceneSettings = Field(default_factory=Vid2SceneSettings)
+    scenario: ScenarioSettings = Field(default_factory=ScenarioSettings)
+
+    @property
+    def upload_limit_bytes(self) -> int:
+        return int(self.upload_limit_mb * MIB)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the operator; it never quotes a value."""
+
+
+_SECTION_PREFIX = {"viggle": "VIGGLE_", "vid2scene": "VID2SCENE_", "scenario": "SCENARIO_"}
+
+
+def _describe(error: ValidationError, prefix: str = "") -> list[str]:
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        loc = [str(p) for p in item["loc"]]
+        name = (prefix + "_".join(loc[:1])).upper() if loc else prefix.rstrip("_") or "configuration"
+        lines.append(f"{name}: {item['msg']}")
+    return lines
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning pydantic's report into one line per bad variable."""
+    problems: list[str] = []
+    sections: dict[str, Any] = {}
+    for attr, cls in (("viggle", ViggleSettings), ("vid2scene", Vid2SceneSettings), ("scenario", ScenarioSettings)):
+        if attr in overrides:
+            continue
+        try:
+            sections[attr] = cls()
+        except ValidationError as exc:
+            problems += _describe(exc, _SECTION_PREFIX[attr])
+            sections[attr] = cls.model_construct()  # placeholder, so the rest is still checked
+    try:
+        settings = Settings(**sections, **overrides)
+    except ValidationError as exc:
+        problems += _describe(exc)
+        settings = None
+    if problems or settings is None:
+        raise ConfigError("Invalid configuration:\n  " + "\n  ".join(problems))
+    return settings

@@ -1,0 +1,272 @@
+"""What users see of a job: the status message (edited in place, throttled) and the results
+(new messages replying to it, posted exactly once even across crashes).
+
+Exactly once: each result message carries a nonce derived from the job and its index, and Discord
+returns the earlier message for a repeated nonce; after a long outage (beyond the nonce window) we
+first look through the channel for our own earlier result message before sending again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import discord
+
+from bot.buttons import job_buttons, result_buttons
+from bot.models import Artifact, Job, JobState, utcnow
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Discord's nonce deduplication lasts a few minutes; past this we search history instead
+NONCE_WINDOW = timedelta(minutes=4)
+MAX_FILES_PER_MESSAGE = 10
+REQUEST_CAP = 25 * 1024 * 1024
+MAX_CONTENT = 2000
+
+_STATE_WORDS = {
+    JobState.ACCEPTED: "Accepted",
+    JobState.UPLOADING: "Uploading the input",
+    JobState.SUBMITTED: "Submitted",
+    JobState.RUNNING: "Running",
+    JobState.COLLECTING: "Fetching the results",
+    JobState.DELIVERING: "Posting the results",
+    JobState.DONE: "Done",
+    JobState.FAILED: "Failed",
+    JobState.CANCELLED: "Cancelled",
+}
+_COLOURS = {JobState.DONE: 0x2ECC71, JobState.FAILED: 0xE74C3C, JobState.CANCELLED: 0x95A5A6}
+
+
+def progress_bar(fraction: float, width: int = 14) -> str:
+    fraction = max(0.0, min(1.0, fraction))
+    filled = round(fraction * width)
+    return "█" * filled + "░" * (width - filled) + f" {fraction * 100:.0f}%"
+
+
+def status_embed(job: Job, provider_name: str) -> discord.Embed:
+    """The status card: what was asked, where it is, how far, how long to go, whose it is."""
+    embed = discord.Embed(title=f"{provider_name} · {job.kind}", description=job.summary[:1000],
+                          colour=_COLOURS.get(job.state, 0x5865F2))
+    state = _STATE_WORDS[job.state]
+    if job.state in (JobState.SUBMITTED, JobState.RUNNING) and job.queue_position:
+        state = f"Queued (position {job.queue_position})"
+    if job.detail and job.state.is_live:
+        state = f"{state} · {job.detail[:200]}"
+    embed.add_field(name="State", value=state, inline=False)
+    if job.state.is_live and job.progress is not None:
+        embed.add_field(name="Progress", value=progress_bar(job.progress), inline=True)
+    if job.state.is_live and job.queue_position:
+        embed.add_field(name="Queue", value=f"#{job.queue_position}", inline=True)
+    if job.state.is_live and job.eta is not None:
+        embed.add_field(name="ETA", value=f"<t:{int(job.eta.timestamp())}:R>", inline=True)
+    if job.state is JobState.FAILED and job.last_error:
+        embed.add_field(name="Reason", value=job.last_error[:1000], inline=False)
+    embed.add_field(name="Owner", value=f"<@{job.owner_id}>", inline=True)
+    if job.preview_url and job.preview_url.startswith(("http://", "https://")) and job.state.is_live:
+        embed.set_thumbnail(url=job.preview_url)
+    embed.set_footer(text=f"Job {job.id}")
+    return embed
+
+
+def fingerprint(job: Job, embed: discord.Embed) -> str:
+    """The state plus a hash of what the card shows; equal fingerprints mean no edit is needed."""
+    data = embed.to_dict()
+    data.pop("timestamp", None)
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{job.state}:{digest}"
+
+
+def result_nonce(job: Job, index: int) -> str:
+    """Deterministic per job and message (Discord allows at most 25 characters)."""
+    return hashlib.sha256(f"{job.id}:{index}".encode()).hexdigest()[:25]
+
+
+def owner_only(owner_id: int) -> discord.AllowedMentions:
+    return discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(owner_id)],
+                                   replied_user=False)
+
+
+@dataclass
+class MessagePlan:
+    """One result message: its files, lines of text for what did not fit, download buttons."""
+
+    files: list[Artifact] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    downloads: list[tuple[str, str]] = field(default_factory=list)  # (label, key)
+
+    @property
+    def size(self) -> int:
+        return sum(a.size for a in self.files)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1048576:.1f} MiB"
+
+
+def plan_messages(artifacts: list[Artifact] | tuple[Artifact, ...], limit: int) -> list[MessagePlan]:
+    """Fit artifacts into messages: each file under `limit`, at most 10 per message, and each
+    request under Discord's cap. What does not fit becomes a link, a Download button, or a note."""
+    request_cap = max(REQUEST_CAP, limit)
+    plans: list[MessagePlan] = [MessagePlan()]
+    for art in artifacts:
+        size = art.size
+        if size <= limit:
+            current = plans[-1]
+            if len(current.files) >= MAX_FILES_PER_MESSAGE or current.size + size > request_cap:
+                current = MessagePlan()
+                plans.append(current)
+            current.files.append(art)
+            continue
+        head = plans[0]
+        label = art.description or art.filename
+        if art.download_key:
+            head.downloads.append((f"Download {art.filename}"[:80], art.download_key))
+            head.notes.append(f"{label} ({_mib(size)}) is over this server's upload limit: use the button.")
+        elif art.link:
+            head.notes.append(f"{label} ({_mib(size)}): <{art.link}>")
+        elif not art.optional:
+            head.notes.append(f"{label} ({_mib(size)}) is over this server's upload limit ({_mib(limit)}).")
+    return [p for p in plans if p.files or p.notes or p.downloads] or [MessagePlan(notes=["No files."])]
+
+
+class Delivery:
+    """Posts and edits a job's messages through the bot's Discord connection."""
+
+    def __init__(self, client: discord.Client, store: Store, *, upload_limit: int, edit_interval: float,
+                 provider_names: dict[str, str]) -> None:
+        self.client = client
+        self.store = store
+        self.upload_limit = upload_limit
+        self.edit_interval = edit_interval
+        self.provider_names = provider_names
+
+    def provider_name(self, job: Job) -> str:
+        return self.provider_names.get(job.provider, job.provider)
+
+    def limit_for(self, job: Job) -> int:
+        """Our configured limit, raised for boosted guilds (discord.py under-reports tiers 0-1)."""
+        guild = self.client.get_guild(job.guild_id) if job.guild_id else None
+        if guild is not None and guild.premium_tier >= 2:
+            return max(self.upload_limit, guild.filesize_limit)
+        return self.upload_limit
+
+    def status_payload(self, job: Job) -> tuple[discord.Embed, discord.ui.View | None, str]:
+        embed = status_embed(job, self.provider_name(job))
+        return embed, job_buttons(job), fingerprint(job, embed)
+
+    async def sync_status(self, job: Job, *, force: bool = False) -> Job:
+        """Edit the status message if what it shows changed; progress-only changes at most every
+        `edit_interval` seconds (Discord limits edits), state changes at once."""
+        embed, view, fp = self.status_payload(job)
+        if fp == job.status_fingerprint and not force:
+            return job
+        now = utcnow()
+        same_state = (job.status_fingerprint or "").split(":")[0] == str(job.state)
+        if (same_state and not force and job.status_edited_at is not None
+                and (now - job.status_edited_at).total_seconds() < self.edit_interval):
+            return job
+        channel = self.client.get_partial_messageable(job.channel_id)
+        message_id = job.status_message_id
+        try:
+            if message_id is None:
+                message = await channel.send(embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none())
+                message_id = message.id
+            else:
+                await channel.get_partial_message(message_id).edit(embed=embed, view=view)
+        except discord.NotFound:
+            message = await channel.send(embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none())
+            message_id = message.id
+        except discord.HTTPException as exc:
+            if exc.code != 30046:  # too many edits to an old message: keep going without the edit
+                raise
+            log.info("job %s: status message is too old to edit again", job.id)
+        return await self.store.update(job, status_fingerprint=fp, status_edited_at=now,
+                                       status_message_id=message_id)
+
+    async def deliver(self, job: Job) -> Job:
+        """Post every result message not yet recorded; record each id right after sending."""
+        plans = plan_messages(job.artifacts, self.limit_for(job))
+        now = utcnow()
+        if job.delivery_started_at is None:
+            job = await self.store.update(job, delivery_started_at=now)
+        sent = list(job.result_message_ids)
+        channel = self.client.get_partial_messageable(job.channel_id)
+        if len(sent) < len(plans) and now - job.delivery_started_at > NONCE_WINDOW:
+            sent = await self._recover_sent(job, channel, len(plans), sent)
+            job = await self.store.update(job, result_message_ids=tuple(sent))
+        for index, plan in enumerate(plans):
+            if index < len(sent):
+                continue
+            message = await self._send_part(job, channel, plan, index, len(plans))
+            sent.append(message.id)
+            job = await self.store.update(job, result_message_ids=tuple(sent))
+        return job
+
+    def _content(self, job: Job, plan: MessagePlan, index: int, total: int) -> str:
+        part = f" (part {index + 1}/{total})" if total > 1 else ""
+        lines = [f"<@{job.owner_id}> your {self.provider_name(job)} {job.kind} is ready{part} · job `{job.id}`"]
+        lines += [f"• {a.filename}: {a.description}" for a in plan.files if a.description]
+        lines += plan.notes
+        return "\n".join(lines)[:MAX_CONTENT]
+
+    async def _send_part(self, job: Job, channel: discord.PartialMessageable, plan: MessagePlan, index: int,
+                         total: int) -> discord.Message:
+        files = [discord.File(a.path, filename=a.filename) for a in plan.files]
+        reference = (discord.MessageReference(message_id=job.status_message_id, channel_id=job.channel_id,
+                                              fail_if_not_exists=False) if job.status_message_id else None)
+        view = result_buttons(job, plan.downloads) if plan.downloads else None
+        try:
+            return await channel.send(self._content(job, plan, index, total), files=files, reference=reference,
+                                      allowed_mentions=owner_only(job.owner_id), nonce=result_nonce(job, index),
+                                      view=view)
+        except discord.HTTPException as exc:
+            if exc.status != 413 or not plan.files:
+                raise
+            # the server's real limit is lower than we assumed: post the message without files
+            log.warning("job %s: upload refused as too large; posting without files", job.id)
+            notes = [f"{a.filename} ({_mib(a.size)}) is over this server's upload limit." for a in plan.files]
+            smaller = MessagePlan(notes=notes + plan.notes, downloads=plan.downloads)
+            return await self._send_part(job, channel, smaller, index, total)
+        finally:
+            for f in files:
+                f.close()
+
+    async def _recover_sent(self, job: Job, channel: discord.PartialMessageable, total: int,
+                            sent: list[int]) -> list[int]:
+        """After a long outage: find result messages we posted but never recorded."""
+        if job.status_message_id is None or self.client.user is None:
+            return sent
+        found: dict[int, int] = {}
+        marker = f"job `{job.id}`"
+        async for message in channel.history(after=discord.Object(job.status_message_id), limit=200,
+                                             oldest_first=True):
+            if message.author.id != self.client.user.id or marker not in message.content:
+                continue
+            index = 0
+            if total > 1 and "(part " in message.content:
+                index = int(message.content.split("(part ", 1)[1].split("/", 1)[0]) - 1
+            found.setdefault(index, message.id)
+        recovered = list(sent)
+        while len(recovered) in found:
+            recovered.append(found[len(recovered)])
+        if len(recovered) > len(sent):
+            log.info("job %s: found %d result message(s) already posted", job.id, len(recovered) - len(sent))
+        return recovered
+
+    async def notify_failure(self, job: Job) -> None:
+        """A short reply pinging the owner, so a failure is not missed."""
+        channel = self.client.get_partial_messageable(job.channel_id)
+        reference = (discord.MessageReference(message_id=job.status_message_id, channel_id=job.channel_id,
+                                              fail_if_not_exists=False) if job.status_message_id else None)
+        text = f"<@{job.owner_id}> your {self.provider_name(job)} {job.kind} failed · job `{job.id}`\n"
+        text += discord.utils.escape_mentions(job.last_error or "Unknown error.")
+        try:
+            await channel.send(text[:MAX_CONTENT], reference=reference, allowed_mentions=owner_only(job.owner_id),
+                               nonce=result_nonce(job, 99))
+        except discord.HTTPException:
+            log.warning("job %s: could not post the failure notice", job.id)

@@ -1,0 +1,158 @@
+"""The job service: what a cog or a button may do with jobs, with the checks that go with it.
+
+Cogs answer the interaction first (an ephemeral defer), then call `start`; the service stores the
+job, posts the public status message and wakes the runner. Uploads happen later, in the runner.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import discord
+
+from bot.delivery import Delivery, status_embed
+from bot.models import Job, JobState, utcnow
+from bot.providers.base import Provider, user_message
+from bot.runner import Runner
+from bot.store import Store, new_job_id
+
+log = logging.getLogger(__name__)
+
+#: the job is stored before its status message exists; give the cog this long to post it
+STATUS_GRACE = timedelta(seconds=3)
+
+
+class JobError(Exception):
+    """A refusal phrased for the user (shown ephemerally)."""
+
+
+async def reply_private(interaction: discord.Interaction, text: str | None, **kwargs: Any) -> None:
+    """Answer only the user who acted, whether or not the interaction was answered already."""
+    kwargs.setdefault("allowed_mentions", discord.AllowedMentions.none())
+    if interaction.response.is_done():
+        await interaction.followup.send(text, ephemeral=True, **kwargs)
+    else:
+        await interaction.response.send_message(text, ephemeral=True, **kwargs)
+
+
+def is_manager(interaction: discord.Interaction) -> bool:
+    perms = getattr(interaction.user, "guild_permissions", None)
+    return bool(perms and (perms.manage_guild or perms.administrator))
+
+
+class JobService:
+    def __init__(self, store: Store, runner: Runner, delivery: Delivery, providers: dict[str, Provider], *,
+                 max_per_user: int, max_per_guild: int) -> None:
+        self.store = store
+        self.runner = runner
+        self.delivery = delivery
+        self.providers = providers
+        self.max_per_user = max_per_user
+        self.max_per_guild = max_per_guild
+
+    def provider(self, name: str, display: str) -> Provider:
+        provider = self.providers.get(name)
+        if provider is None:
+            raise JobError(f"{display} is not configured on this bot, so this command is switched off. "
+                           "An operator can enable it by setting its API key.")
+        return provider
+
+    async def start(self, interaction: discord.Interaction, *, provider: str, kind: str, summary: str,
+                    params: dict[str, Any]) -> Job:
+        """Store a new job, post its status message, wake the runner. The interaction must have
+        been deferred ephemerally; JobError means nothing was created."""
+        prov = self.provider(provider, provider)
+        owner = interaction.user.id
+        if await self.store.count_live(owner_id=owner) >= self.max_per_user:
+            raise JobError(f"You already have {self.max_per_user} jobs running; wait for one to finish or "
+                           "cancel one with `/jobs cancel`.")
+        if interaction.guild_id and await self.store.count_live(guild_id=interaction.guild_id) >= self.max_per_guild:
+            raise JobError("This server has too many jobs running right now; please try again in a few minutes.")
+        now = utcnow()
+        job = Job(id=new_job_id(), provider=provider, kind=kind, state=JobState.ACCEPTED, owner_id=owner,
+                  channel_id=interaction.channel_id or 0, guild_id=interaction.guild_id, summary=summary,
+                  params=params, created_at=now, updated_at=now, next_run_at=now + STATUS_GRACE,
+                  deadline_at=now + timedelta(seconds=prov.limits.deadline_for(kind)))
+        job = await self.store.create_job(job)
+        embed, view, fp = self.delivery.status_payload(job)
+        try:
+            await interaction.edit_original_response(content=f"Started job `{job.id}`; progress is shown below.")
+            message = await interaction.followup.send(embed=embed, view=view, wait=True,
+                                                      allowed_mentions=discord.AllowedMentions.none())
+            job = await self.store.update(job, status_message_id=message.id, status_fingerprint=fp,
+                                          status_edited_at=utcnow(), next_run_at=utcnow())
+        except discord.HTTPException:
+            log.warning("job %s: could not post the status message; the runner will", job.id)
+            await self.store.wake(job.id)
+        self.runner.wake()
+        return job
+
+    async def get_visible(self, interaction: discord.Interaction, job_id: str) -> Job:
+        job = await self.store.get_job(job_id.strip().lower().strip("`"))
+        if job is None or (job.owner_id != interaction.user.id
+                           and not (is_manager(interaction) and job.guild_id == interaction.guild_id)):
+            raise JobError(f"There is no job `{discord.utils.escape_markdown(job_id)[:20]}` that you can see.")
+        return job
+
+    def may_act(self, interaction: discord.Interaction, job: Job) -> bool:
+        return job.owner_id == interaction.user.id or (is_manager(interaction) and job.guild_id == interaction.guild_id)
+
+    async def cancel(self, interaction: discord.Interaction, job_id: str) -> str:
+        job = await self.get_visible(interaction, job_id)
+        if not self.may_act(interaction, job):
+            raise JobError("Only the person who started this job, or a server manager, can cancel it.")
+        if job.state.is_terminal:
+            return f"Job `{job.id}` is already {job.state}."
+        if job.state is JobState.DELIVERING:
+            return f"Job `{job.id}` has finished and its results are being posted; it can no longer be cancelled."
+        if not await self.store.request_cancel(job.id):
+            return f"Job `{job.id}` can no longer be cancelled."
+        self.runner.wake()
+        return f"Cancelling job `{job.id}`…"
+
+    async def list_for(self, interaction: discord.Interaction) -> list[Job]:
+        if is_manager(interaction) and interaction.guild_id:
+            return await self.store.list_jobs(guild_id=interaction.guild_id, limit=20)
+        return await self.store.list_jobs(owner_id=interaction.user.id, limit=20)
+
+    def card(self, job: Job) -> discord.Embed:
+        return status_embed(job, self.delivery.provider_name(job))
+
+    async def on_button(self, interaction: discord.Interaction, action: str, job_id: str, key: str | None) -> None:
+        """Cancel, Refresh and Download clicks, from any message, before or after a restart."""
+        job = await self.store.get_job(job_id)
+        if job is None:
+            await reply_private(interaction, "This job no longer exists.")
+            return
+        if action == "cancel":
+            if not self.may_act(interaction, job):
+                await reply_private(interaction, "Only the person who started this job, or a server manager, "
+                                                 "can cancel it.")
+                return
+            try:
+                text = await self.cancel(interaction, job_id)
+            except JobError as exc:
+                text = str(exc)
+            await reply_private(interaction, text)
+        elif action == "refresh":
+            await self.store.wake(job.id)
+            self.runner.wake()
+            await interaction.response.defer()
+        elif action == "dl" and key:
+            await self._download(interaction, job, key)
+
+    async def _download(self, interaction: discord.Interaction, job: Job, key: str) -> None:
+        """A fresh signed link, made at click time and shown only to whoever clicked."""
+        provider = self.providers.get(job.provider)
+        if provider is None:
+            await reply_private(interaction, "This provider is not configured on this bot any more.")
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            url = await provider.fresh_link(job, key)
+        except Exception as exc:
+            await interaction.followup.send(user_message(exc, provider.display_name), ephemeral=True)
+            return
+        await interaction.followup.send(f"Here is a fresh link (it expires soon): <{url}>", ephemeral=True)

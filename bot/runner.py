@@ -1,0 +1,283 @@
+"""The background loop that carries every job from accepted to done, one committed step at a time.
+
+It reads due jobs from the store (so a restart simply continues), runs each job's next step in its
+own task under a per-provider concurrency limit, and never lets one job's failure stop the loop.
+The paid step is bracketed: intent is recorded before `submit`, the remote id right after; a job
+found with intent but no id is reconciled with the provider instead of being submitted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import discord
+
+from bot.delivery import Delivery
+from bot.models import Job, JobState, RemotePhase, RemoteStatus, utcnow
+from bot.polling import PollBounds, eta_seconds, next_poll_delay, retry_backoff
+from bot.providers.base import (
+    AuthFailed,
+    InputRejected,
+    NotFound,
+    OutOfCredits,
+    Provider,
+    ProviderError,
+    RateLimited,
+    SubmissionUnknown,
+    user_message,
+)
+from bot.store import StaleJob, Store
+
+log = logging.getLogger(__name__)
+
+#: errors after which trying again cannot help
+FINAL_ERRORS = (InputRejected, AuthFailed, OutOfCredits, NotFound, SubmissionUnknown)
+#: errors from a paid call that prove nothing was created (safe to clear the intent)
+NOT_CREATED = (InputRejected, AuthFailed, OutOfCredits, RateLimited)
+
+
+class Runner:
+    """Drives jobs. `wake()` after creating or changing one; `start()`/`stop()` around the bot."""
+
+    def __init__(self, store: Store, providers: dict[str, Provider], delivery: Delivery, *, spool_dir: Path,
+                 max_attempts: int = 8, clock: Callable[[], datetime] = utcnow, idle_wait: float = 30.0) -> None:
+        self.store = store
+        self.providers = providers
+        self.delivery = delivery
+        self.spool_dir = spool_dir
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self.idle_wait = idle_wait
+        self._wake = asyncio.Event()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._limits = {name: asyncio.Semaphore(p.limits.max_concurrent) for name, p in providers.items()}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- life -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._loop_task is None:
+            self._stopping = False
+            self._loop_task = asyncio.create_task(self._loop(), name="job-runner")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking jobs, let running steps finish for `grace` seconds, then cancel the rest.
+        Nothing is lost: a step's effects are committed only when it completes."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+        tasks = list(self._inflight.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    @property
+    def busy(self) -> int:
+        return len(self._inflight)
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                for job in await self.store.due_jobs(self.clock(), exclude=self._inflight):
+                    task = asyncio.create_task(self._drive(job), name=f"job-{job.id}")
+                    self._inflight[job.id] = task
+                    task.add_done_callback(lambda _t, jid=job.id: self._step_done(jid))
+                wait = self.idle_wait
+                next_due = await self.store.next_due_at(exclude=self._inflight)
+                if next_due is not None:
+                    wait = min(wait, max(0.0, (next_due - self.clock()).total_seconds()))
+            except Exception:  # the loop itself must never die (a locked database, say)
+                log.exception("runner loop error")
+                wait = 1.0
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+
+    def _step_done(self, job_id: str) -> None:
+        self._inflight.pop(job_id, None)
+        self._wake.set()
+
+    # -- one step -------------------------------------------------------------------------------
+    async def _drive(self, job: Job) -> None:
+        provider = self.providers.get(job.provider)
+        if provider is None:
+            await self._fail(job, f"The {job.provider} service is not configured on this bot any more.")
+            return
+        async with self._limits[job.provider]:
+            try:
+                job = await self._step(job, provider)
+                if job.attempts and job.state.is_live and not job.last_error:
+                    job = await self.store.update(job, attempts=0)
+            except StaleJob:
+                return  # moved by someone else (a cancel); the next pass reads it afresh
+            except RateLimited as exc:
+                job = await self._retry_later(job, max(exc.retry_after, 1.0), count=False)
+            except FINAL_ERRORS as exc:
+                job = await self._fail(job, user_message(exc, provider.display_name))
+            except discord.Forbidden:
+                job = await self._fail(job, "The bot is not allowed to post in this channel any more.")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if isinstance(exc, ProviderError):
+                    log.warning("job %s: %s step failed: %s", job.id, job.state, exc)
+                else:
+                    log.exception("job %s: %s step failed", job.id, job.state)
+                job = await self._after_error(job, user_message(exc, provider.display_name))
+        await self._show(job)
+
+    async def _show(self, job: Job) -> None:
+        try:
+            fresh = await self.store.get_job(job.id) or job
+            await self.delivery.sync_status(fresh)
+        except StaleJob:
+            pass
+        except Exception:
+            log.exception("job %s: could not update its status message", job.id)
+
+    async def _step(self, job: Job, provider: Provider) -> Job:
+        now = self.clock()
+        if job.cancel_requested and job.state is not JobState.DELIVERING:
+            return await self._cancel(job, provider)
+        if job.deadline_at is not None and now > job.deadline_at and job.state is not JobState.DELIVERING:
+            return await self._deadline(job, provider)
+        workdir = self.spool_dir / job.id
+        match job.state:
+            case JobState.ACCEPTED:
+                return await self.store.transition(job, JobState.UPLOADING, next_run_at=now)
+            case JobState.UPLOADING:
+                return await self._upload_and_submit(job, provider, workdir)
+            case JobState.SUBMITTED | JobState.RUNNING:
+                return await self._poll(job, provider)
+            case JobState.COLLECTING:
+                final = RemoteStatus(RemotePhase.SUCCEEDED, data=job.provider_data.get("_status", {}))
+                workdir.mkdir(parents=True, exist_ok=True)
+                artifacts = await provider.collect(job, final, workdir)
+                return await self.store.transition(job, JobState.DELIVERING, artifacts=tuple(artifacts),
+                                                   next_run_at=self.clock(), progress=1.0, eta=None,
+                                                   queue_position=None)
+            case JobState.DELIVERING:
+                job = await self.delivery.deliver(job)
+                job = await self.store.transition(job, JobState.DONE, detail=None)
+                await self._clean(job)
+                return job
+        return job
+
+    async def _upload_and_submit(self, job: Job, provider: Provider, workdir: Path) -> Job:
+        if job.submit_intent_at is not None:
+            remote_id = await provider.reconcile(job)
+            if remote_id is not None:
+                log.info("job %s: reconciled an earlier submission as %s", job.id, remote_id)
+                return await self.store.transition(job, JobState.SUBMITTED, remote_id=remote_id,
+                                                   next_run_at=self.clock())
+            job = await self.store.update(job, submit_intent_at=None)
+        if not job.provider_data.get("_uploaded"):
+            workdir.mkdir(parents=True, exist_ok=True)
+            data = await provider.upload(job, workdir)
+            job = await self.store.update(job, provider_data={**job.provider_data, **data, "_uploaded": True})
+        job = await self.store.update(job, submit_intent_at=self.clock())
+        try:
+            remote_id, data = await provider.submit(job)
+        except NOT_CREATED:
+            await self.store.update(job, submit_intent_at=None)
+            raise
+        delay = provider.limits.poll_min
+        return await self.store.transition(job, JobState.SUBMITTED, remote_id=remote_id,
+                                           provider_data={**job.provider_data, **data},
+                                           next_run_at=self.clock() + timedelta(seconds=delay))
+
+    async def _poll(self, job: Job, provider: Provider) -> Job:
+        status = await provider.poll(job)
+        now = self.clock()
+        fields = {"progress": status.progress, "queue_position": status.queue_position, "detail": status.detail,
+                  "last_error": None}
+        if status.preview_url:
+            fields["preview_url"] = status.preview_url
+        if status.phase is RemotePhase.SUCCEEDED:
+            return await self.store.transition(job, JobState.COLLECTING, next_run_at=now, eta=None,
+                                               provider_data={**job.provider_data, "_status": status.data},
+                                               **fields)
+        if status.phase is RemotePhase.FAILED:
+            reason = status.error or "The provider reported the job as failed."
+            if status.hint:
+                reason = f"{reason}\nHint: {status.hint}"
+            return await self._fail(job.evolve(**fields), reason)
+        if status.phase is RemotePhase.CANCELLED:
+            return await self.store.transition(job, JobState.CANCELLED, last_error="Cancelled at the provider.")
+        running_since = job.running_since or (now if status.phase is RemotePhase.RUNNING else None)
+        running_for = (now - running_since).total_seconds() if running_since else None
+        remaining = eta_seconds(status.progress, running_for)
+        fields["eta"] = now + timedelta(seconds=remaining) if remaining is not None else None
+        bounds = PollBounds(provider.limits.poll_min, provider.limits.poll_max)
+        delay = next_poll_delay(bounds, phase=status.phase, progress=status.progress,
+                                queue_position=status.queue_position, running_for=running_for)
+        fields["next_run_at"] = now + timedelta(seconds=delay)
+        if job.state is JobState.SUBMITTED and status.phase is RemotePhase.RUNNING:
+            return await self.store.transition(job, JobState.RUNNING, **fields)
+        return await self.store.update(job, **fields)
+
+    # -- endings and retries ----------------------------------------------------------------------
+    async def _retry_later(self, job: Job, delay: float, *, count: bool, error: str | None = None) -> Job:
+        current = await self.store.get_job(job.id) or job
+        if current.state.is_terminal:
+            return current
+        attempts = current.attempts + 1 if count else current.attempts
+        return await self.store.update(current, attempts=attempts, last_error=error,
+                                       next_run_at=self.clock() + timedelta(seconds=delay))
+
+    async def _after_error(self, job: Job, message: str) -> Job:
+        current = await self.store.get_job(job.id) or job
+        if current.attempts + 1 >= self.max_attempts:
+            return await self._fail(current, f"Gave up after {current.attempts + 1} attempts. {message}")
+        return await self._retry_later(current, retry_backoff(current.attempts + 1), count=True, error=message)
+
+    async def _fail(self, job: Job, reason: str) -> Job:
+        current = await self.store.get_job(job.id) or job
+        if current.state.is_terminal:
+            return current
+        failed = await self.store.transition(current, JobState.FAILED, last_error=reason, eta=None,
+                                             progress=job.progress, detail=job.detail)
+        await self._clean(failed)
+        await self._show(failed)
+        await self.delivery.notify_failure(failed)
+        return failed
+
+    async def _cancel(self, job: Job, provider: Provider) -> Job:
+        if job.remote_id:
+            try:
+                await provider.cancel(job)
+            except ProviderError as exc:
+                log.info("job %s: remote cancel failed: %s", job.id, exc)
+        cancelled = await self.store.transition(job, JobState.CANCELLED, eta=None, last_error="Cancelled on request.")
+        await self._clean(cancelled)
+        return cancelled
+
+    async def _deadline(self, job: Job, provider: Provider) -> Job:
+        if job.remote_id:
+            try:
+                await provider.cancel(job)
+            except ProviderError:
+                pass
+        minutes = provider.limits.deadline_for(job.kind) / 60
+        return await self._fail(job, f"{provider.display_name} did not finish within {minutes:g} minutes, "
+                                     "so the bot stopped waiting. The job may be stuck on their side; "
+                                     "please try again.")
+
+    async def _clean(self, job: Job) -> None:
+        """Drop the job's spool files (large; removed in a thread)."""
+        await asyncio.to_thread(shutil.rmtree, self.spool_dir / job.id, True)
