@@ -1,0 +1,58 @@
+"""Settings: names from the environment, secrets never echoed, providers switched off cleanly."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bot.config import ConfigError, load_settings
+from bot.logs import RedactSecrets
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name in ("DISCORD_TOKEN", "VIGGLE_API_KEY", "VID2SCENE_API_KEY", "SCENARIO_API_KEY", "SCENARIO_API_SECRET",
+                 "UPLOAD_LIMIT_MB", "DATABASE_PATH"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_leave_every_provider_off():
+    s = load_settings()
+    assert s.upload_limit_bytes == 10 * 1024 * 1024
+    assert str(s.database_path) == "data/bot.db"
+    assert not (s.viggle.enabled or s.vid2scene.enabled or s.scenario.enabled)
+
+
+def test_env_and_dotenv_are_read(monkeypatch, tmp_path):
+    (tmp_path / ".env").write_text("VID2SCENE_API_KEY=v2s-key\nSCENARIO_API_KEY=k\nUPLOAD_LIMIT_MB=25\n")
+    monkeypatch.setenv("VIGGLE_API_KEY", "sk-live-1")
+    monkeypatch.setenv("VIGGLE_DEADLINE_MINUTES", '{"render": 5}')
+    s = load_settings()
+    assert s.viggle.enabled and s.vid2scene.enabled
+    assert not s.scenario.enabled  # the secret half is missing
+    assert s.upload_limit_bytes == 25 * 1024 * 1024
+    assert s.viggle.deadline_minutes == {"render": 5}
+
+
+def test_bad_values_name_the_variable_and_never_the_secret(monkeypatch):
+    monkeypatch.setenv("VIGGLE_API_KEY", "sk-do-not-print-me")
+    monkeypatch.setenv("VIGGLE_POLL_MIN_SECONDS", "often")
+    monkeypatch.setenv("VID2SCENE_POLL_MIN_SECONDS", "90")
+    monkeypatch.setenv("VID2SCENE_POLL_MAX_SECONDS", "30")
+    monkeypatch.setenv("MAX_JOBS_PER_USER", "0")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    text = str(caught.value)
+    assert "VIGGLE_POLL_MIN_SECONDS" in text and "MAX_JOBS_PER_USER" in text
+    assert "poll_max_seconds must be at least poll_min_seconds" in text
+    assert "sk-do-not-print-me" not in text and "often" not in text
+
+
+def test_log_records_are_masked(caplog):
+    logger = logging.getLogger("test.redact")
+    logger.addFilter(RedactSecrets(["sk-secret-value"]))
+    with caplog.at_level(logging.INFO):
+        logger.info("calling with key %s", "sk-secret-value")
+    assert "sk-secret-value" not in caplog.text and "***" in caplog.text

@@ -1,0 +1,156 @@
+"""The store: migrations on a real file, guarded transitions, due-job queries, saved objects."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+
+import pytest
+
+from bot.models import TRANSITIONS, Artifact, Job, JobState, utcnow
+from bot.store import MIGRATIONS, IllegalTransition, SavedObject, StaleJob, Store, new_job_id
+
+
+def make_job(**over) -> Job:
+    base = dict(id=new_job_id(), provider="echo", kind="echo", state=JobState.ACCEPTED, owner_id=1,
+                channel_id=10, guild_id=100, summary="a test job")
+    base.update(over)
+    return Job(**base)
+
+
+@pytest.fixture
+async def store(tmp_path):
+    s = await Store.open(tmp_path / "bot.db")
+    yield s
+    await s.close()
+
+
+async def test_migrations_apply_once_and_survive_reopen(tmp_path):
+    path = tmp_path / "db" / "bot.db"
+    s = await Store.open(path)
+    assert await s.schema_version() == len(MIGRATIONS)
+    await s.create_job(make_job(id="keepme01"))
+    await s.close()
+    s = await Store.open(path)  # reopening applies nothing twice and keeps the data
+    assert await s.schema_version() == len(MIGRATIONS)
+    assert (await s.get_job("keepme01")).summary == "a test job"
+    await s.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_a_new_migration_is_applied_to_an_old_file(tmp_path):
+    path = tmp_path / "bot.db"
+    s = await Store.open(path)
+    await s.create_job(make_job(id="oldjob01"))
+    version = await s.migrate((*MIGRATIONS, "ALTER TABLE jobs ADD COLUMN extra TEXT;"))
+    assert version == len(MIGRATIONS) + 1
+    assert (await s.get_job("oldjob01")) is not None
+    await s.close()
+
+
+async def test_job_round_trips_every_field(store, tmp_path):
+    now = utcnow()
+    art = Artifact(path=tmp_path / "x.spz", filename="x.spz", description="splat", optional=True,
+                   download_key="spz")
+    job = make_job(params={"title": "ünïcode", "n": 3}, provider_data={"blob": "b"}, remote_id="r1",
+                   progress=0.5, queue_position=2, detail="Generating", eta=now, status_message_id=42,
+                   result_message_ids=(1, 2), artifacts=(art,), cancel_requested=True, deadline_at=now)
+    await store.create_job(job)
+    loaded = await store.get_job(job.id)
+    assert loaded.params == {"title": "ünïcode", "n": 3}
+    assert loaded.artifacts == (art,)
+    assert loaded.result_message_ids == (1, 2)
+    assert abs((loaded.eta - now).total_seconds()) < 1e-3
+    assert loaded.cancel_requested is True
+
+
+async def test_walks_the_whole_life_cycle(store):
+    job = await store.create_job(make_job())
+    for state in (JobState.UPLOADING, JobState.SUBMITTED, JobState.RUNNING, JobState.COLLECTING,
+                  JobState.DELIVERING, JobState.DONE):
+        job = await store.transition(job, state)
+    stored = await store.get_job(job.id)
+    assert stored.state is JobState.DONE
+    assert stored.finished_at is not None and stored.running_since is not None
+
+
+@pytest.mark.parametrize("start", list(JobState))
+async def test_illegal_transitions_raise_and_write_nothing(store, start):
+    job = await store.create_job(make_job(state=start))
+    for target in JobState:
+        if target in TRANSITIONS[start]:
+            continue
+        with pytest.raises(IllegalTransition):
+            await store.transition(job, target)
+    assert (await store.get_job(job.id)).state is start
+
+
+async def test_terminal_states_are_final_and_delivery_cannot_be_cancelled():
+    for state in (JobState.DONE, JobState.FAILED, JobState.CANCELLED):
+        assert TRANSITIONS[state] == frozenset()
+    assert JobState.CANCELLED not in TRANSITIONS[JobState.DELIVERING]
+    assert JobState.FAILED in TRANSITIONS[JobState.DELIVERING]
+
+
+async def test_a_stale_copy_cannot_move_a_job(store):
+    job = await store.create_job(make_job())
+    await store.transition(job, JobState.UPLOADING)
+    with pytest.raises(StaleJob):
+        await store.transition(job, JobState.FAILED)  # `job` still believes it is accepted
+    with pytest.raises(StaleJob):
+        await store.update(job, progress=0.3)
+
+
+async def test_due_jobs_excludes_future_terminal_and_inflight(store):
+    now = utcnow()
+    due = await store.create_job(make_job(next_run_at=now - timedelta(seconds=5)))
+    later = await store.create_job(make_job(next_run_at=now + timedelta(seconds=60)))
+    await store.create_job(make_job(state=JobState.DONE, next_run_at=now - timedelta(seconds=5)))
+    busy = await store.create_job(make_job(next_run_at=now - timedelta(seconds=9)))
+    got = await store.due_jobs(now, exclude=[busy.id])
+    assert [j.id for j in got] == [due.id]
+    assert abs((await store.next_due_at(exclude=[busy.id, due.id]) - later.next_run_at).total_seconds()) < 1e-3
+
+
+async def test_due_query_uses_the_partial_index(tmp_path):
+    s = await Store.open(tmp_path / "bot.db")
+    await s.close()
+    with sqlite3.connect(tmp_path / "bot.db") as raw:
+        plan = raw.execute("EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE state NOT IN ('done', 'failed', "
+                           "'cancelled') AND next_run_at <= 5 ORDER BY next_run_at LIMIT 5").fetchall()
+    assert any("jobs_due" in str(row) for row in plan)
+
+
+async def test_cancel_request_only_for_cancellable_jobs(store):
+    live = await store.create_job(make_job(state=JobState.RUNNING))
+    delivering = await store.create_job(make_job(state=JobState.DELIVERING))
+    done = await store.create_job(make_job(state=JobState.DONE))
+    assert await store.request_cancel(live.id)
+    assert not await store.request_cancel(delivering.id)
+    assert not await store.request_cancel(done.id)
+    assert (await store.get_job(live.id)).cancel_requested
+
+
+async def test_live_counts_and_listing(store):
+    for state in (JobState.RUNNING, JobState.ACCEPTED, JobState.DONE):
+        await store.create_job(make_job(state=state, owner_id=7))
+    await store.create_job(make_job(owner_id=8, guild_id=200))
+    assert await store.count_live(owner_id=7) == 2
+    assert await store.count_live(guild_id=100) == 2
+    assert len(await store.list_jobs(owner_id=7)) == 3
+    assert len(await store.list_jobs(guild_id=200)) == 1
+
+
+async def test_saved_objects_upsert_and_search(store):
+    obj = SavedObject("viggle", "character", "char_1", owner_id=5, guild_id=1, name="Dancer 100%", status="pending")
+    await store.save_object(obj)
+    await store.save_object(SavedObject("viggle", "character", "char_1", owner_id=5, guild_id=1, name="Dancer 100%",
+                                        status="ready", data={"thumb": "u"}))
+    await store.save_object(SavedObject("viggle", "character", "char_2", owner_id=6, guild_id=1, name="Other"))
+    mine = await store.list_objects(provider="viggle", kind="character", owner_id=5)
+    assert [(o.remote_id, o.status, o.data) for o in mine] == [("char_1", "ready", {"thumb": "u"})]
+    assert await store.list_objects(provider="viggle", kind="character", name_contains="100%") == mine
+    assert await store.list_objects(provider="viggle", kind="character", name_contains="0_%") == []
+    assert await store.delete_object("viggle", "character", "char_1")
+    assert await store.get_object("viggle", "character", "char_1") is None
