@@ -29,12 +29,13 @@ def _need_token(settings) -> str:
 
 
 def cmd_run(_args) -> int:
-    from bot.app import VideoBot
+    from bot.app import VideoBot, point_discord_at
     from bot.logs import secret_values, setup_logging
 
     settings = _settings_or_exit()
     token = _need_token(settings)
     setup_logging(settings.log_level, secret_values(settings))
+    point_discord_at(settings.discord_api_url, settings.discord_gateway_url)
     VideoBot(settings).run(token, log_handler=None)
     return 0
 
@@ -54,8 +55,9 @@ def cmd_check(_args) -> int:
 async def _sync(settings, token: str) -> int:
     import discord
 
-    from bot.app import VideoBot
+    from bot.app import VideoBot, point_discord_at
 
+    point_discord_at(settings.discord_api_url, settings.discord_gateway_url)
     bot = VideoBot(settings, start_runner=False)
     async with bot:
         await bot.login(token)

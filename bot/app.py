@@ -24,6 +24,16 @@ log = logging.getLogger(__name__)
 DEFAULT_EXTENSIONS = ("cogs.jobs", "cogs.splat", "cogs.viggle", "cogs.layers")
 
 
+def point_discord_at(api_url: str | None, gateway_url: str | None) -> None:
+    """Send discord.py's REST and gateway traffic elsewhere (the sandbox); no-op when unset."""
+    if api_url:
+        discord.http.Route.BASE = api_url.rstrip("/")
+    if gateway_url:
+        import yarl
+
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
 class VideoBot(commands.Bot):
     """Everything lives on the bot so cogs reach it as `interaction.client`."""
 

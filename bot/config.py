@@ -96,6 +96,9 @@ class Settings(BaseSettings):
 
     discord_token: SecretStr | None = None
     discord_dev_guild_id: int | None = None
+    #: only for trials against `python -m sandbox` (or a proxy): where discord.py connects
+    discord_api_url: str | None = None
+    discord_gateway_url: str | None = None
     database_path: Path = Path("data/bot.db")
     spool_dir: Path = Path("data/spool")
     upload_limit_mb: float = Field(10.0, gt=0, le=500)

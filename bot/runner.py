@@ -121,8 +121,8 @@ class Runner:
         async with self._limits[job.provider]:
             try:
                 job = await self._step(job, provider)
-                if job.attempts and job.state.is_live and not job.last_error:
-                    job = await self.store.update(job, attempts=0)
+                if job.state.is_live and (job.attempts or job.last_error):
+                    job = await self.store.update(job, attempts=0, last_error=None)  # the step worked
             except StaleJob:
                 return  # moved by someone else (a cancel); the next pass reads it afresh
             except RateLimited as exc:

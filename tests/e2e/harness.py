@@ -11,7 +11,6 @@ import discord
 
 from bot.app import VideoBot
 from bot.config import Settings
-from bot.providers.base import Provider
 from sandbox.discord import DiscordEmulator
 
 
