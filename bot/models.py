@@ -172,3 +172,19 @@ class Job:
 
     def evolve(self, **changes: Any) -> Job:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class SavedObject:
+    """A provider object a user made and may reuse (a Viggle character or scene, a splat job)."""
+
+    provider: str
+    kind: str
+    remote_id: str
+    owner_id: int
+    guild_id: int | None
+    name: str
+    status: str = ""
+    data: dict[str, Any] | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None

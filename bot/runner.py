@@ -174,6 +174,7 @@ class Runner:
             case JobState.DELIVERING:
                 job = await self.delivery.deliver(job)
                 job = await self.store.transition(job, JobState.DONE, detail=None)
+                await self._remember(job, provider)
                 await self._clean(job)
                 return job
         return job
@@ -197,9 +198,11 @@ class Runner:
             await self.store.update(job, submit_intent_at=None)
             raise
         delay = provider.limits.poll_min
-        return await self.store.transition(job, JobState.SUBMITTED, remote_id=remote_id,
-                                           provider_data={**job.provider_data, **data},
-                                           next_run_at=self.clock() + timedelta(seconds=delay))
+        job = await self.store.transition(job, JobState.SUBMITTED, remote_id=remote_id,
+                                          provider_data={**job.provider_data, **data},
+                                          next_run_at=self.clock() + timedelta(seconds=delay))
+        await self._remember(job, provider)
+        return job
 
     async def _poll(self, job: Job, provider: Provider) -> Job:
         status = await provider.poll(job)
@@ -277,6 +280,15 @@ class Runner:
         return await self._fail(job, f"{provider.display_name} did not finish within {minutes:g} minutes, "
                                      "so the bot stopped waiting. The job may be stuck on their side; "
                                      "please try again.")
+
+    async def _remember(self, job: Job, provider: Provider) -> None:
+        """Keep the user's provider object (for autocomplete and management commands)."""
+        try:
+            saved = provider.saved_object(job)
+            if saved is not None:
+                await self.store.save_object(saved)
+        except Exception:
+            log.exception("job %s: could not record its saved object", job.id)
 
     async def _clean(self, job: Job) -> None:
         """Drop the job's spool files (large; removed in a thread)."""

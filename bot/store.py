@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from bot.models import TERMINAL_STATES, TRANSITIONS, Artifact, Job, JobState, utcnow
+from bot.models import TERMINAL_STATES, TRANSITIONS, Artifact, Job, JobState, SavedObject, utcnow
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: jobs and saved objects
@@ -84,22 +84,6 @@ class IllegalTransition(RuntimeError):
 
 class StaleJob(RuntimeError):
     """The job changed under us (another task moved it); re-read and decide again."""
-
-
-@dataclass(frozen=True, slots=True)
-class SavedObject:
-    """A provider object a user made and may reuse (a Viggle character or scene, a splat job)."""
-
-    provider: str
-    kind: str
-    remote_id: str
-    owner_id: int
-    guild_id: int | None
-    name: str
-    status: str = ""
-    data: dict[str, Any] | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
 
 
 _JSON_FIELDS = {"params", "provider_data"}

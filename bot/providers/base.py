@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bot.models import Artifact, Job, RemoteStatus
+from bot.models import Artifact, Job, RemoteStatus, SavedObject
 
 
 class ProviderError(Exception):
@@ -69,6 +69,13 @@ class ProviderLimits:
     def deadline_for(self, kind: str) -> float:
         return float(self.deadlines.get(kind, self.default_deadline))
 
+    @classmethod
+    def from_settings(cls, section: Any) -> ProviderLimits:
+        """From a provider's settings section (minutes there, seconds here)."""
+        return cls(poll_min=section.poll_min_seconds, poll_max=section.poll_max_seconds,
+                   max_concurrent=section.max_concurrent,
+                   deadlines={k: v * 60 for k, v in section.deadline_minutes.items()})
+
 
 class Provider(abc.ABC):
     """A video AI service, driven one step at a time by the runner.
@@ -114,6 +121,11 @@ class Provider(abc.ABC):
 
     async def cancel(self, job: Job) -> None:  # noqa: B027 - optional capability
         """Best effort: stop the remote job (and get a refund where the provider gives one)."""
+
+    def saved_object(self, job: Job) -> SavedObject | None:
+        """What the user keeps from this job for later commands (a Viggle character, a splat
+        scene), recorded by the runner after submission and again when the job is done."""
+        return None
 
     async def fresh_link(self, job: Job, key: str) -> str:
         """A newly signed download URL for the result named `key` (see Artifact.download_key)."""
