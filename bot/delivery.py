@@ -159,17 +159,23 @@ class Delivery:
         embed = status_embed(job, self.provider_name(job))
         return embed, job_buttons(job), fingerprint(job, embed)
 
+    def edit_wait(self, job: Job) -> float:
+        """Seconds before the status message may be edited again: at most one edit per
+        `edit_interval` per job (Discord allows about 5 edits per 5 s per channel), except the
+        final state, which is shown at once."""
+        if job.state.is_terminal or job.status_edited_at is None:
+            return 0.0
+        elapsed = (utcnow() - job.status_edited_at).total_seconds()
+        return max(0.0, self.edit_interval - elapsed)
+
     async def sync_status(self, job: Job, *, force: bool = False) -> Job:
-        """Edit the status message if what it shows changed; progress-only changes at most every
-        `edit_interval` seconds (Discord limits edits), state changes at once."""
+        """Edit the status message if what it shows changed and the throttle allows it."""
         embed, view, fp = self.status_payload(job)
         if fp == job.status_fingerprint and not force:
             return job
-        now = utcnow()
-        same_state = (job.status_fingerprint or "").split(":")[0] == str(job.state)
-        if (same_state and not force and job.status_edited_at is not None
-                and (now - job.status_edited_at).total_seconds() < self.edit_interval):
+        if not force and self.edit_wait(job) > 0:
             return job
+        now = utcnow()
         channel = self.client.get_partial_messageable(job.channel_id)
         message_id = job.status_message_id
         try:

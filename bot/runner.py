@@ -58,6 +58,8 @@ class Runner:
         self._limits = {name: asyncio.Semaphore(p.limits.max_concurrent) for name, p in providers.items()}
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._status_dirty: set[str] = set()
+        self._status_tasks: dict[str, asyncio.Task[None]] = {}
 
     # -- life -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -83,6 +85,10 @@ class Runner:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        # status edits are cosmetic and re-done on the next step: do not wait out a rate limit
+        for task in list(self._status_tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._status_tasks.values(), return_exceptions=True)
 
     @property
     def busy(self) -> int:
@@ -139,14 +145,36 @@ class Runner:
                 else:
                     log.exception("job %s: %s step failed", job.id, job.state)
                 job = await self._after_error(job, user_message(exc, provider.display_name))
-        await self._show(job)
+        self._show_soon(job.id)
+
+    def _show_soon(self, job_id: str) -> None:
+        """Refresh the status message in the background: Discord's edit rate limits must slow
+        the card, never the job. Requests made while an edit is under way coalesce into one."""
+        self._status_dirty.add(job_id)
+        if job_id not in self._status_tasks:
+            self._status_tasks[job_id] = asyncio.create_task(self._status_worker(job_id), name=f"status-{job_id}")
+
+    async def _status_worker(self, job_id: str) -> None:
+        try:
+            while job_id in self._status_dirty:
+                self._status_dirty.discard(job_id)
+                job = await self.store.get_job(job_id)
+                if job is None:
+                    continue
+                wait = self.delivery.edit_wait(job)
+                if wait > 0:  # throttled: show whatever is newest once the window has passed
+                    await asyncio.sleep(wait)
+                    self._status_dirty.add(job_id)
+                    continue
+                await self._show(job)
+        finally:
+            self._status_tasks.pop(job_id, None)
 
     async def _show(self, job: Job) -> None:
         try:
-            fresh = await self.store.get_job(job.id) or job
-            await self.delivery.sync_status(fresh)
+            await self.delivery.sync_status(job)
         except StaleJob:
-            pass
+            self._status_dirty.add(job.id)  # moved meanwhile: show the newer state
         except Exception:
             log.exception("job %s: could not update its status message", job.id)
 

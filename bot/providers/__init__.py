@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+from typing import TYPE_CHECKING
 
 from bot.config import Settings
-from bot.net import Net
 from bot.providers.base import Provider
+
+if TYPE_CHECKING:  # bot.net imports bot.providers.base: a cycle at run time
+    from bot.net import Net
 
 log = logging.getLogger(__name__)
 

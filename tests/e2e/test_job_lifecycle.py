@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from bot.models import JobState
+from bot.providers.base import ProviderLimits
 from tests.e2e.helpers import (
     field,
     job_id_of,
@@ -18,7 +19,11 @@ from tests.e2e.helpers import (
 )
 
 
-async def test_command_is_acked_fast_status_moves_and_result_posts_once(emu, harness, users, remote):
+async def test_command_is_acked_fast_status_moves_and_result_posts_once(emu, harness, users, remote, echo_options):
+    # paced like a real provider, so the card can show each stage within Discord's edit rate limit
+    echo_options.update(limits=ProviderLimits(poll_min=0.4, poll_max=0.5, deadlines={"echo": 60}), running_polls=6)
+    harness.settings_overrides["status_edit_seconds"] = 0.9
+    await harness.restart()
     ix = await emu.slash("echo", user=users["alice"], options={"text": "hello"})
     await ix.wait_ack(timeout=3)
     assert not ix.failed and ix.ack_latency < 3.0
@@ -36,6 +41,7 @@ async def test_command_is_acked_fast_status_moves_and_result_posts_once(emu, har
     assert result.pinged_user_ids == [users["alice"]] and not result.pinged_everyone
 
     # the status card went through the life cycle, edited in place
+    await emu.wait_for(lambda: field(emu.message(status.id), "State") == "Done", timeout=10)
     status = emu.message(status.id)
     states = [field(v, "State") for v in [*status.edits, status]]
     assert any(s.startswith("Queued (position") for s in states)
