@@ -1,0 +1,314 @@
+"""Viggle: characters (from a picture), scenes (from a clip or a template), and renders that put
+characters into scenes, or an image straight onto a driving video ("mix").
+
+One provider, five job kinds. Character/scene/template jobs wait until the object is `ready` and
+announce it with its thumbnail; the user keeps it (a SavedObject) for `/viggle render`.
+Render/mix jobs poll the public status endpoint and post the MP4 (plus the mask video of a
+transparent render), or the CDN link when it is too large. Paid POSTs are sent once, never retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bot.config import ViggleSettings
+from bot.media.transcode import first_frame_jpeg_async
+from bot.models import Artifact, Job, RemoteStatus, SavedObject
+from bot.net import Net
+from bot.providers.base import (
+    InputRejected,
+    NotFound,
+    Provider,
+    ProviderLimits,
+    Transient,
+    job_marker,
+)
+from bot.providers.viggle_api import ViggleApi, find_by_marker
+from bot.providers.viggle_inputs import plan_input, spool
+from bot.providers.viggle_wire import error_code, object_status, render_status, safe_text
+
+log = logging.getLogger(__name__)
+
+OBJECT_KINDS = ("character", "scene", "template")
+RENDER_KINDS = ("render", "mix")
+DEFAULT_MODEL = "V4_Preview"
+#: fetch a clip again just for its first frame only when it is this small
+THUMB_SOURCE_BYTES = 50 * 1024 * 1024
+#: Viggle answers these when it could not fetch a link we gave it: then we upload the file instead
+_FETCH_FAILED = {"CS-ORIV-001", "CS-ORIV-002", "CS-ORIV-007"}
+#: which attachment params each kind reads, and the form field names they become
+_INPUTS: dict[str, list[tuple[str, str, str]]] = {
+    # (param name, media kind, Viggle field stem)
+    "character": [("image", "image", "image")],
+    "scene": [("video", "video", "video")],
+    "mix": [("image", "image", "ref_image"), ("video", "video", "driving_video")],
+}
+
+
+class ViggleProvider(Provider):
+    name: ClassVar[str] = "viggle"
+    display_name: ClassVar[str] = "Viggle"
+
+    def __init__(self, settings: ViggleSettings, net: Net) -> None:
+        self.settings = settings
+        self.net = net
+        self.limits = ProviderLimits.from_settings(settings)
+        key = settings.api_key.get_secret_value() if settings.api_key else ""
+        self.api = ViggleApi(net, settings.base_url, key)
+
+    # -- upload: decide URL or file, spool only when Viggle cannot fetch the link ---------------
+    async def upload(self, job: Job, workdir: Path) -> dict[str, Any]:
+        inputs: dict[str, Any] = {}
+        for param, media, _field in _INPUTS.get(job.kind, []):
+            plan = plan_input(job.params.get(param), job.params.get(f"{param}_url"), self.settings.base_url)
+            if "spool" in plan:
+                plan = {"path": str(await spool(self.net, plan["spool"], workdir, media)),
+                        "attachment": plan["spool"]}
+            inputs[param] = plan
+        return {"inputs": inputs, "workdir": str(workdir)}
+
+    # -- submit: the paid call ----------------------------------------------------------------
+    async def submit(self, job: Job) -> tuple[str, dict[str, Any]]:
+        inputs = dict(job.provider_data.get("inputs", {}))
+        try:
+            return await self._submit(job, inputs)
+        except InputRejected as exc:
+            # Viggle could not read a Discord link we handed it: upload the file and ask once more
+            # (a 400 means nothing was created or charged)
+            if error_code(exc) not in _FETCH_FAILED:
+                raise
+            fallback = [p for p, plan in inputs.items() if "url" in plan and plan.get("attachment")]
+            if not fallback:
+                if any("url" in plan for plan in inputs.values()):
+                    raise InputRejected(f"{exc.public}\nViggle fetches links itself: make sure the link is "
+                                        "public and points straight at the file.", hint=exc.hint) from exc
+                raise
+            log.info("job %s: Viggle could not fetch the attachment link; uploading the file", job.id)
+            workdir = Path(job.provider_data.get("workdir") or ".")
+            media = {p: m for p, m, _ in _INPUTS.get(job.kind, [])}
+            for param in fallback:
+                path = await spool(self.net, inputs[param]["attachment"], workdir, media[param])
+                inputs[param] = {"path": str(path), "attachment": inputs[param]["attachment"]}
+            remote_id, data = await self._submit(job, inputs)
+            return remote_id, {**data, "inputs": inputs}
+
+    async def _submit(self, job: Job, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        p = job.params
+        label = p.get("name") or (f"Template {p['template_id'][:8]}" if job.kind == "template" else job.kind)
+        marked = f"{label} {job_marker(job)}"
+        if job.kind == "character":
+            src = inputs["image"]
+            body = await self.api.create_character(marked, image=_path(src), image_url=src.get("url"))
+            return _id(body, "character_id"), {"status": body.get("status", "pending")}
+        if job.kind == "scene":
+            src = inputs["video"]
+            body = await self.api.create_scene(marked, model=p.get("model") or DEFAULT_MODEL,
+                                               background_mode=p.get("background_mode") or "original",
+                                               video=_path(src), video_url=src.get("url"))
+            return _id(body, "scene_id"), {"status": body.get("status", "pending"),
+                                           "model": p.get("model") or DEFAULT_MODEL}
+        if job.kind == "template":
+            body = await self.api.import_template(p["template_id"], marked)
+            return _id(body, "scene_id"), {"status": body.get("status", "pending"),
+                                           "segments": _segments(body.get("segments")),
+                                           "model": body.get("model") or DEFAULT_MODEL}
+        if job.kind in RENDER_KINDS:
+            fields, files = self._render_fields(job, inputs)
+            body = await self.api.render(fields, files or None)
+            return _id(body, "job_id"), {"mode": body.get("mode"), "status": body.get("status", "queued")}
+        raise InputRejected(f"Unknown Viggle job kind {job.kind!r}.")
+
+    def _render_fields(self, job: Job, inputs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Path]]:
+        p = job.params
+        mode = p.get("background_mode") or "original"
+        fields: dict[str, Any] = {"background_mode": mode, "fast": bool(p.get("fast"))}
+        if mode == "solid" and p.get("bg_color"):
+            fields["bg_color"] = p["bg_color"]
+        files: dict[str, Path] = {}
+        if job.kind == "mix":
+            fields["model"] = p.get("model") or DEFAULT_MODEL
+            for param, _media, stem in _INPUTS["mix"]:
+                src = inputs[param]
+                if src.get("path"):
+                    files[stem] = Path(src["path"])
+                else:
+                    fields[f"{stem}_url"] = src["url"]
+            return fields, files
+        fields["scene_id"] = p["scene_id"]
+        if p.get("mapping"):
+            fields["character_mapping"] = dict(p["mapping"])
+        else:
+            fields["character_id"] = p["character_id"]
+        return fields, files
+
+    async def reconcile(self, job: Job) -> str | None:
+        """Characters and scenes can be listed and carry our marker in their name; renders cannot
+        be listed at all, so their outcome stays unknown (the engine's default refusal)."""
+        marker = job_marker(job)
+        if job.kind == "character":
+            return await find_by_marker(self.api.list_characters, "characters", marker)
+        if job.kind in ("scene", "template"):
+            return await find_by_marker(self.api.list_scenes, "scenes", marker)
+        return await super().reconcile(job)
+
+    # -- poll / collect -----------------------------------------------------------------------
+    async def poll(self, job: Job) -> RemoteStatus:
+        assert job.remote_id
+        if job.kind == "character":
+            return object_status(await self.api.get_character(job.remote_id), "character")
+        if job.kind in ("scene", "template"):
+            return object_status(await self.api.get_scene(job.remote_id), "scene")
+        return render_status(await self.api.render_status(job.remote_id))
+
+    async def collect(self, job: Job, status: RemoteStatus, workdir: Path) -> list[Artifact]:
+        data = status.data or {}
+        if job.kind in OBJECT_KINDS:
+            return [await self._object_card(job, data, workdir)]
+        cdn = data.get("cdn_url")
+        if not cdn:
+            fresh = render_status(await self.api.render_status(job.remote_id or ""))
+            data = fresh.data
+            cdn = data.get("cdn_url")
+        if not cdn:
+            raise Transient("Viggle reported the render complete but gave no video link yet.")
+        artifacts = [await self._video(cdn, workdir / f"viggle-{job.id}.mp4", "the rendered video")]
+        mask = data.get("mask_cdn_url")
+        if mask:
+            artifacts.append(await self._video(mask, workdir / f"viggle-{job.id}-mask.mp4",
+                                               "the mask video (white = character)"))
+        return artifacts
+
+    async def _video(self, url: str, dest: Path, description: str) -> Artifact:
+        await self.net.download(url, dest)
+        return Artifact(path=dest, filename=dest.name, description=description, link=url)
+
+    async def _object_card(self, job: Job, data: dict[str, Any], workdir: Path) -> Artifact:
+        """The saved character/scene, announced with its thumbnail (or a short card without one)."""
+        what = "character" if job.kind == "character" else "scene"
+        name = _display_name(job, data)
+        text = f"{what.title()} “{name}” is ready (id `{job.remote_id}`)"
+        segments = _segments(data.get("segments")) or job.provider_data.get("segments") or []
+        if what == "scene":
+            model = data.get("model") or job.provider_data.get("model") or DEFAULT_MODEL
+            text += f", {model}"
+            if data.get("duration_seconds"):
+                text += f", {float(data['duration_seconds']):.1f} s"
+            if segments:
+                text += f", {len(segments)} people"
+        text += f"; use it with `/viggle render {what}:`."
+        thumb = data.get("thumbnail_url")
+        if isinstance(thumb, str) and thumb.startswith(("http://", "https://")):
+            suffix = ".jpg" if thumb.split("?")[0].lower().endswith((".jpg", ".jpeg")) else ".png"
+            dest = workdir / f"{what}-{job.remote_id}{suffix}"[:120]
+            try:
+                await self.net.download(thumb, dest, max_bytes=10 * 1024 * 1024)
+                return Artifact(path=dest, filename=f"{what}-thumbnail{suffix}", description=text, optional=True)
+            except (InputRejected, NotFound) as exc:
+                log.info("job %s: thumbnail not available: %s", job.id, exc)
+        if what == "scene":
+            still = await self._scene_still(job, workdir)
+            if still is not None:
+                return Artifact(path=still, filename="scene-thumbnail.jpg", description=text, optional=True)
+        dest = workdir / f"{what}.txt"
+        dest.write_text(f"{text}\n", encoding="utf-8")
+        return Artifact(path=dest, filename=f"{what}.txt", description=text)
+
+    async def _scene_still(self, job: Job, workdir: Path) -> Path | None:
+        """Viggle gives scenes no thumbnail: take the clip's first frame, from the spooled copy or,
+        for a modest attachment Viggle fetched itself, a fresh download of it."""
+        source = (job.provider_data.get("inputs") or {}).get("video") or {}
+        clip = Path(source["path"]) if source.get("path") else None
+        attachment = source.get("attachment") or {}
+        try:
+            if (clip is None or not clip.is_file()) and attachment.get("url") \
+                    and int(attachment.get("size") or 0) <= THUMB_SOURCE_BYTES:
+                clip = workdir / "scene-source.mp4"
+                await self.net.download(attachment["url"], clip, max_bytes=THUMB_SOURCE_BYTES)
+            if clip is None or not clip.is_file():
+                return None
+            return await first_frame_jpeg_async(clip, workdir / "scene-thumbnail.jpg", max_side=320)
+        except Exception as exc:  # a thumbnail is a nicety: never fail the job over it
+            log.info("job %s: no scene thumbnail: %s", job.id, exc)
+            return None
+
+    # -- cancel, saved objects, account -------------------------------------------------------
+    async def cancel(self, job: Job) -> None:
+        """Renders are cancelled with a refund; an unfinished character or scene is deleted."""
+        if not job.remote_id:
+            return
+        if job.kind in RENDER_KINDS:
+            await self.api.cancel_render(job.remote_id)
+        elif job.kind == "character":
+            await self.api.delete_character(job.remote_id)
+        else:
+            await self.api.delete_scene(job.remote_id)
+
+    def saved_object(self, job: Job) -> SavedObject | None:
+        if job.kind not in OBJECT_KINDS or not job.remote_id:
+            return None
+        final = job.provider_data.get("_status") or {}
+        kind = "character" if job.kind == "character" else "scene"
+        status = final.get("status") or job.provider_data.get("status") or "pending"
+        data: dict[str, Any] = {"status": status, "thumbnail_url": final.get("thumbnail_url")}
+        if kind == "scene":
+            data.update(model=final.get("model") or job.provider_data.get("model") or DEFAULT_MODEL,
+                        segments=_segments(final.get("segments")) or job.provider_data.get("segments") or [],
+                        duration=final.get("duration_seconds"),
+                        background_mode=job.params.get("background_mode"))
+        return SavedObject(provider=self.name, kind=kind, remote_id=job.remote_id, owner_id=job.owner_id,
+                           guild_id=job.guild_id, name=_display_name(job, final), status=status,
+                           data=data)
+
+    async def get_scene(self, scene_id: str) -> dict[str, Any]:
+        """A scene as Viggle sees it now (for checks at command time)."""
+        body = await self.api.get_scene(scene_id)
+        return body if isinstance(body, dict) else {}
+
+    async def get_character(self, character_id: str) -> dict[str, Any]:
+        body = await self.api.get_character(character_id)
+        return body if isinstance(body, dict) else {}
+
+    async def credits(self) -> dict[str, Any]:
+        body = await self.api.credits()
+        return body if isinstance(body, dict) else {}
+
+    async def check(self) -> str:
+        body = await self.credits()
+        balance = body.get("balance", body.get("credits"))
+        return f"key accepted; {balance} credits" if balance is not None else "key accepted"
+
+    async def close(self) -> None:
+        await self.net.close()
+
+
+def _display_name(job: Job, final: dict[str, Any]) -> str:
+    """The user's name for the object, without the marker we add for reconciling."""
+    name = job.params.get("name") or str(final.get("name") or "").replace(job_marker(job), "").strip()
+    return name or job.params.get("template_id") or job.remote_id or job.id
+
+
+def _path(src: dict[str, Any]) -> Path | None:
+    return Path(src["path"]) if src.get("path") else None
+
+
+def _id(body: Any, key: str) -> str:
+    if isinstance(body, dict):
+        for name in (key, "id", "job_id"):
+            if body.get(name):
+                return str(body[name])
+    raise Transient("Viggle accepted the request but its answer had no id.")
+
+
+def _segments(value: Any) -> list[str]:
+    """Segment uuids of a multi-person scene, whatever the list holds (objects or strings)."""
+    out: list[str] = []
+    for item in value or []:
+        uuid = item.get("uuid") or item.get("id") if isinstance(item, dict) else item
+        if isinstance(uuid, str) and uuid:
+            out.append(uuid)
+    return out
+
+
+__all__ = ["ViggleProvider", "safe_text"]

@@ -1,0 +1,137 @@
+"""The HTTP calls to Viggle's `/api/*` surface, one method each, typed in and out of JSON.
+
+Kept apart from the provider so the paid calls are easy to see: every POST here is sent once and
+never retried; GETs are idempotent and retried on passing faults. Render status is polled without
+the key (the docs say it needs none), so the key travels as little as possible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot.net import STREAM_TIMEOUT, Net, with_retries
+from bot.providers.base import SubmissionUnknown, Transient
+from bot.providers.viggle_wire import error_for, unwrap
+
+_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".mp4": "video/mp4",
+         ".mov": "video/quicktime", ".webm": "video/webm", ".avi": "video/x-msvideo"}
+
+
+class ViggleApi:
+    def __init__(self, net: Net, base_url: str, api_key: str) -> None:
+        self.net = net
+        self.base = base_url.rstrip("/")
+        self._key = api_key
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
+
+    async def _call(self, method: str, path: str, *, auth: bool = True, timeout: aiohttp.ClientTimeout | None = None,
+                    **kwargs: Any) -> Any:
+        headers = self._auth() if auth else {"Accept": "application/json"}
+        try:
+            status, resp_headers, body = await self.net.json_request(method, f"{self.base}{path}", headers=headers,
+                                                                     timeout=timeout or aiohttp.ClientTimeout(
+                                                                         total=60, sock_connect=15), **kwargs)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise Transient(f"Viggle did not answer ({type(exc).__name__}).") from exc
+        if status >= 400:
+            raise error_for(status, body, resp_headers.get("Retry-After"))
+        return unwrap(body) if body is not None else {}
+
+    async def _get(self, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
+        return await with_retries(lambda: self._call("GET", path, auth=auth, **kwargs))
+
+    async def _paid_post(self, path: str, fields: dict[str, Any], files: dict[str, Path] | None = None) -> Any:
+        """One POST, never retried: multipart when files go with it (streamed from disk)."""
+        form = aiohttp.FormData(quote_fields=False, default_to_multipart=True)
+        for name, value in fields.items():
+            if value is None:
+                continue
+            form.add_field(name, str(value).lower() if isinstance(value, bool) else str(value))
+        with contextlib.ExitStack() as stack:
+            for name, file in (files or {}).items():
+                fh = stack.enter_context(file.open("rb"))
+                form.add_field(name, fh, filename=file.name,
+                               content_type=_MIME.get(file.suffix.lower(), "application/octet-stream"))
+            timeout = STREAM_TIMEOUT if files else None
+            return await self._call("POST", path, data=form, timeout=timeout)
+
+    # -- characters ----------------------------------------------------------------------------
+    async def create_character(self, name: str, *, image: Path | None = None, image_url: str | None = None) -> dict:
+        return await self._paid_post("/api/characters/preprocess", {"name": name, "image_url": image_url},
+                                     {"image": image} if image else None)
+
+    async def get_character(self, character_id: str) -> dict:
+        return await self._get(f"/api/characters/{character_id}")
+
+    async def list_characters(self, limit: int = 100, offset: int = 0) -> dict:
+        return await self._get("/api/characters", params={"limit": limit, "offset": offset})
+
+    async def delete_character(self, character_id: str) -> None:
+        await self._call("DELETE", f"/api/characters/{character_id}")
+
+    # -- scenes --------------------------------------------------------------------------------
+    async def create_scene(self, name: str, *, model: str, background_mode: str, video: Path | None = None,
+                           video_url: str | None = None) -> dict:
+        return await self._paid_post("/api/scenes/preprocess",
+                                     {"name": name, "model": model, "background_mode": background_mode,
+                                      "video_url": video_url}, {"video": video} if video else None)
+
+    async def import_template(self, template_id: str, name: str | None) -> dict:
+        body = {"template_id": template_id, **({"name": name} if name else {})}
+        return await self._call("POST", "/api/scenes/import", json=body)
+
+    async def get_scene(self, scene_id: str) -> dict:
+        return await self._get(f"/api/scenes/{scene_id}")
+
+    async def list_scenes(self, limit: int = 100, offset: int = 0) -> dict:
+        return await self._get("/api/scenes", params={"limit": limit, "offset": offset})
+
+    async def delete_scene(self, scene_id: str) -> None:
+        await self._call("DELETE", f"/api/scenes/{scene_id}")
+
+    # -- renders -------------------------------------------------------------------------------
+    async def render(self, fields: dict[str, Any], files: dict[str, Path] | None = None) -> dict:
+        if isinstance(fields.get("character_mapping"), dict):
+            fields = {**fields, "character_mapping": json.dumps(fields["character_mapping"])}
+        return await self._paid_post("/api/render", fields, files)
+
+    async def render_status(self, job_id: str) -> dict:
+        """No auth: the status endpoint is public by job id."""
+        return await self._get(f"/api/render/{job_id}", auth=False)
+
+    async def cancel_render(self, job_id: str) -> dict:
+        return await self._call("DELETE", f"/api/render/{job_id}")
+
+    # -- account -------------------------------------------------------------------------------
+    async def credits(self) -> dict:
+        return await self._get("/api/credits")
+
+
+async def find_by_marker(lister, key: str, marker: str, *, page: int = 100, max_pages: int = 20) -> str | None:
+    """Page through a list endpoint for an object whose name holds `marker`. None only when the
+    whole list was read; a list we could not finish reading raises, since we then cannot know."""
+    offset = 0
+    for _ in range(max_pages):
+        body = await lister(limit=page, offset=offset)
+        items = body.get(key) if isinstance(body, dict) else body
+        if not isinstance(items, list):
+            raise SubmissionUnknown(_UNSURE)
+        for item in items:
+            if isinstance(item, dict) and marker in str(item.get("name", "")):
+                return str(item.get("id") or item.get(f"{key[:-1]}_id"))
+        total = body.get("total") if isinstance(body, dict) else None
+        offset += len(items)
+        if not items or len(items) < page or (isinstance(total, int) and offset >= total):
+            return None
+    raise SubmissionUnknown(_UNSURE)
+
+
+_UNSURE = ("The bot restarted while submitting this job and could not check at Viggle whether it was "
+           "received, so it was not submitted again to avoid paying twice.")

@@ -1,0 +1,269 @@
+"""/viggle: make characters and scenes, render them together, mix an image onto a clip, see credits.
+
+Thin: every command defers first, checks what it can for free (files, colours, models, mappings,
+whether the scene is ready) and refuses with the reason, then hands the job to the job service.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.jobs import JobError
+from bot.models import SavedObject
+from bot.providers.base import NotFound, ProviderError, user_message
+from cogs.viggle_checks import (
+    BACKGROUND_MODES,
+    MODELS,
+    Refusal,
+    check_model,
+    check_segments,
+    describe,
+    find_saved,
+    mapping_suggestions,
+    one_input,
+    parse_bg_color,
+    parse_mapping,
+)
+
+PROVIDER, DISPLAY = "viggle", "Viggle"
+MODEL_CHOICES = [app_commands.Choice(name=m.replace("_", " "), value=m) for m in MODELS]
+BACKGROUND_CHOICES = [app_commands.Choice(name=m, value=m) for m in BACKGROUND_MODES]
+Name = app_commands.Range[str, 1, 60]
+
+
+class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate characters with Viggle"):
+    def __init__(self, bot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _provider(self):
+        return self.bot.jobs.provider(PROVIDER, DISPLAY)
+
+    async def _refuse(self, interaction: discord.Interaction, text: str) -> None:
+        await interaction.edit_original_response(content=text[:2000])
+
+    async def _start(self, interaction: discord.Interaction, kind: str, summary: str, params: dict[str, Any]) -> None:
+        try:
+            await self.bot.jobs.start(interaction, provider=PROVIDER, kind=kind, summary=summary, params=params)
+        except JobError as exc:
+            await self._refuse(interaction, str(exc))
+
+    async def _saved(self, owner: int, kind: str, contains: str = "", limit: int = 25) -> list[SavedObject]:
+        return await self.bot.store.list_objects(provider=PROVIDER, kind=kind, owner_id=owner,
+                                                 name_contains=contains, limit=limit)
+
+    async def _ready(self, provider, obj: SavedObject) -> SavedObject:
+        """A saved object known ready, or re-checked with Viggle now; refuses otherwise."""
+        if obj.status == "ready":
+            return obj
+        what = obj.kind
+        try:
+            fresh = await (provider.get_scene(obj.remote_id) if what == "scene"
+                           else provider.get_character(obj.remote_id))
+        except NotFound:
+            await self.bot.store.delete_object(PROVIDER, what, obj.remote_id)
+            raise Refusal(f"The {what} “{obj.name}” no longer exists at Viggle.") from None
+        status = str(fresh.get("status") or "pending").lower()
+        if status == "ready":
+            data = {**(obj.data or {}), "status": "ready"}
+            if fresh.get("thumbnail_url"):
+                data["thumbnail_url"] = fresh["thumbnail_url"]
+            if fresh.get("duration_seconds"):
+                data["duration"] = fresh["duration_seconds"]
+            ready = SavedObject(provider=obj.provider, kind=obj.kind, remote_id=obj.remote_id,
+                                owner_id=obj.owner_id, guild_id=obj.guild_id, name=obj.name, status="ready", data=data)
+            await self.bot.store.save_object(ready)
+            return ready
+        if status == "failed":
+            raise Refusal(f"The {what} “{obj.name}” failed to prepare at Viggle; create it again.")
+        raise Refusal(f"The {what} “{obj.name}” is not ready yet (Viggle says `{status}`). "
+                      "Try again once it has been announced.")
+
+    async def _find(self, owner: int, kind: str, value: str) -> SavedObject:
+        found = find_saved(await self._saved(owner, kind, limit=200), value)
+        if found is None:
+            maker = "/viggle character" if kind == "character" else "/viggle scene` or `/viggle template"
+            raise Refusal(f"You have no {kind} called `{discord.utils.escape_markdown(value)[:60]}`. "
+                          f"Pick one from the list, or make one with `{maker}`.")
+        return found
+
+    # -- characters, scenes, templates ----------------------------------------------------------
+    @app_commands.command(name="character", description="Make a reusable character from a picture")
+    @app_commands.describe(name="What to call the character", image="A clear, front-facing PNG or JPG",
+                           url="Or a link to the picture")
+    async def character(self, interaction: discord.Interaction, name: Name,
+                        image: discord.Attachment | None = None, url: str | None = None) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            self._provider()
+            source = one_input(image, url, "image", "picture")
+        except (Refusal, JobError) as exc:
+            await self._refuse(interaction, str(exc))
+            return
+        params = {"name": name.strip(), "image": source.get("attachment"), "image_url": source.get("url")}
+        await self._start(interaction, "character", f"Character “{name.strip()}”", params)
+
+    @app_commands.command(name="scene", description="Prepare a reusable scene (the motion) from a clip")
+    @app_commands.describe(name="What to call the scene", video="An MP4, MOV or WebM clip under 5 minutes",
+                           url="Or a link to the clip", background_mode="What stays behind the character",
+                           model="The model this scene is prepared for (renders must use the same)")
+    @app_commands.choices(background_mode=BACKGROUND_CHOICES, model=MODEL_CHOICES)
+    async def scene(self, interaction: discord.Interaction, name: Name, video: discord.Attachment | None = None,
+                    url: str | None = None, background_mode: str = "original",
+                    model: str = MODELS[0]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            self._provider()
+            source = one_input(video, url, "video", "clip")
+        except (Refusal, JobError) as exc:
+            await self._refuse(interaction, str(exc))
+            return
+        params = {"name": name.strip(), "video": source.get("attachment"), "video_url": source.get("url"),
+                  "background_mode": background_mode, "model": model}
+        await self._start(interaction, "scene", f"Scene “{name.strip()}” ({model}, {background_mode} background)",
+                          params)
+
+    @app_commands.command(name="template", description="Import a viggle.ai template as a scene")
+    @app_commands.describe(template_id="The template's id from viggle.ai", name="What to call the scene")
+    async def template(self, interaction: discord.Interaction, template_id: app_commands.Range[str, 4, 80],
+                       name: Name | None = None) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        template_id = template_id.strip()
+        if not all(c.isalnum() or c in "-_" for c in template_id):
+            await self._refuse(interaction, "A template id has only letters, digits and dashes.")
+            return
+        try:
+            self._provider()
+        except JobError as exc:
+            await self._refuse(interaction, str(exc))
+            return
+        params = {"template_id": template_id, "name": (name or "").strip() or None}
+        await self._start(interaction, "template", f"Template {template_id}" + (f" as “{name}”" if name else ""),
+                          params)
+
+    # -- render -----------------------------------------------------------------------------------
+    @app_commands.command(name="render", description="Put your characters into one of your scenes")
+    @app_commands.describe(scene="One of your scenes", character="One of your characters (one-person scenes)",
+                           mapping='Multi-person: JSON of segment → character, e.g. {"person_a1b2c3d4": "Alice"}',
+                           background_mode="What is behind the characters", bg_color="R,G,B for a solid background",
+                           fast="Twice as fast, twice the credits", model="Must match the scene's model")
+    @app_commands.choices(background_mode=BACKGROUND_CHOICES, model=MODEL_CHOICES)
+    async def render(self, interaction: discord.Interaction, scene: app_commands.Range[str, 1, 100],
+                     character: app_commands.Range[str, 1, 100] | None = None,
+                     mapping: app_commands.Range[str, 2, 1000] | None = None,
+                     background_mode: str = "original", bg_color: str | None = None, fast: bool = False,
+                     model: str | None = None) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        owner = interaction.user.id
+        try:
+            provider = self._provider()
+            color = parse_bg_color(bg_color, background_mode)
+            if bool(character) == bool(mapping):
+                raise Refusal("Give either `character` (one person) or `mapping` (several people), not "
+                              + ("both." if character else "neither."))
+            chosen = await self._find(owner, "scene", scene)
+            bound = check_model(chosen, model)
+            parsed = parse_mapping(mapping) if mapping else None
+            if parsed is not None:
+                check_segments(parsed, chosen)
+            chosen = await self._ready(provider, chosen)
+            params: dict[str, Any] = {"scene_id": chosen.remote_id, "scene_name": chosen.name, "model": bound,
+                                      "background_mode": background_mode, "bg_color": color, "fast": fast}
+            if parsed is not None:
+                resolved: dict[str, str] = {}
+                names: list[str] = []
+                for segment, who in parsed.items():
+                    char = await self._ready(provider, await self._find(owner, "character", who))
+                    resolved[segment] = char.remote_id
+                    names.append(char.name)
+                params["mapping"] = resolved
+                who_text = ", ".join(names)
+            else:
+                char = await self._ready(provider, await self._find(owner, "character", character or ""))
+                params["character_id"] = char.remote_id
+                who_text = char.name
+        except (Refusal, JobError) as exc:
+            await self._refuse(interaction, str(exc))
+            return
+        except ProviderError as exc:
+            await self._refuse(interaction, user_message(exc, DISPLAY))
+            return
+        extras = f"{background_mode} background" + (f" {color}" if color else "") + (", fast" if fast else "")
+        await self._start(interaction, "render", f"{who_text} in “{chosen.name}” ({bound}, {extras})", params)
+
+    @render.autocomplete("scene")
+    async def _scene_choices(self, interaction: discord.Interaction, current: str):
+        scenes = await self._saved(interaction.user.id, "scene", current.strip())
+        return [app_commands.Choice(name=describe(s), value=s.remote_id[:100]) for s in scenes][:25]
+
+    @render.autocomplete("character")
+    async def _character_choices(self, interaction: discord.Interaction, current: str):
+        chars = await self._saved(interaction.user.id, "character", current.strip())
+        chars.sort(key=lambda c: c.status != "ready")
+        return [app_commands.Choice(name=describe(c), value=c.remote_id[:100]) for c in chars][:25]
+
+    @render.autocomplete("mapping")
+    async def _mapping_choices(self, interaction: discord.Interaction, current: str):
+        owner = interaction.user.id
+        picked = getattr(interaction.namespace, "scene", None)
+        scene = find_saved(await self._saved(owner, "scene", limit=200), picked) if picked else None
+        segments = list((scene.data or {}).get("segments") or []) if scene else []
+        if not segments:
+            return []
+        chars = await self._saved(owner, "character", limit=25)
+        return [app_commands.Choice(name=n, value=v) for n, v in mapping_suggestions(current, segments, chars)][:25]
+
+    # -- mix, credits -----------------------------------------------------------------------------
+    @app_commands.command(name="mix", description="Animate a picture with the motion of a clip, in one go")
+    @app_commands.describe(image="The character picture (PNG/JPG)", video="The driving clip (MP4/MOV)",
+                           image_url="Or a link to the picture", video_url="Or a link to the clip",
+                           model="Viggle model", background_mode="What is behind the character",
+                           bg_color="R,G,B for a solid background", fast="Twice as fast, twice the credits")
+    @app_commands.choices(background_mode=BACKGROUND_CHOICES, model=MODEL_CHOICES)
+    async def mix(self, interaction: discord.Interaction, image: discord.Attachment | None = None,
+                  video: discord.Attachment | None = None, image_url: str | None = None,
+                  video_url: str | None = None, model: str = MODELS[0], background_mode: str = "original",
+                  bg_color: str | None = None, fast: bool = False) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            self._provider()
+            picture = one_input(image, image_url, "image", "picture")
+            clip = one_input(video, video_url, "video", "clip")
+            color = parse_bg_color(bg_color, background_mode)
+        except (Refusal, JobError) as exc:
+            await self._refuse(interaction, str(exc))
+            return
+        params = {"image": picture.get("attachment"), "image_url": picture.get("url"),
+                  "video": clip.get("attachment"), "video_url": clip.get("url"), "model": model,
+                  "background_mode": background_mode, "bg_color": color, "fast": fast}
+        first = (image.filename if image else "a picture")
+        second = (video.filename if video else "a clip")
+        await self._start(interaction, "mix", f"Mix {first} with {second} ({model}, {background_mode} background)",
+                          params)
+
+    @app_commands.command(name="credits", description="Viggle credits left on the bot's account")
+    async def credits(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            body = await self._provider().credits()
+        except JobError as exc:
+            await self._refuse(interaction, str(exc))
+            return
+        except ProviderError as exc:
+            await self._refuse(interaction, user_message(exc, DISPLAY))
+            return
+        balance = body.get("balance", body.get("credits"))
+        if balance is None:
+            await self._refuse(interaction, "Viggle did not say how many credits are left.")
+            return
+        await self._refuse(interaction, f"Viggle credits left: **{float(balance):g}** "
+                                        "(a render costs 1 credit per second of video; fast mode 2).")
+
+
+async def setup(bot) -> None:
+    await bot.add_cog(Viggle(bot))

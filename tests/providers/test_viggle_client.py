@@ -1,0 +1,386 @@
+"""The Viggle client: every documented wire shape, and each job kind against the Viggle sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from bot.config import ViggleSettings
+from bot.models import Job, JobState, RemotePhase
+from bot.net import Net
+from bot.providers.base import AuthFailed, InputRejected, OutOfCredits, SubmissionUnknown, Transient
+from bot.providers.viggle import ViggleProvider
+from bot.providers.viggle_inputs import viggle_can_fetch
+from bot.providers.viggle_wire import error_for, object_status, parse_error, render_status, unwrap
+from sandbox.media import image_bytes, make_video
+from sandbox.viggle import ViggleSandbox
+
+GROUP_DANCE = "1c9e7a52-3f6b-4d8a-b2e1-0f9d8c7b6a54"
+_ids = itertools.count(1)
+
+
+# -- pure parsing ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body", [
+    {"detail": {"error_code": "CS-UORC01-008", "message": "Insufficient credits to start this job",
+                "action": "Add credits to your account"}},
+    {"error_code": "CS-UORC01-008", "message": "Insufficient credits to start this job"},
+    {"data": {"error_code": "CS-UORC01-008", "message": "Insufficient credits to start this job"}},
+])
+def test_error_envelopes_give_code_and_message(body):
+    code, message, _action = parse_error(body)
+    assert code == "CS-UORC01-008" and message == "Insufficient credits to start this job"
+    error = error_for(402, body)
+    assert isinstance(error, OutOfCredits) and "Insufficient credits" in error.public
+
+
+def test_string_detail_and_fastapi_list_and_secrets_are_redacted():
+    assert parse_error({"detail": "API key required. Use Authorization: Bearer sk-xxx"})[1] == \
+        "API key required. Use Authorization: [redacted]"
+    assert isinstance(error_for(401, {"detail": "Invalid key"}), AuthFailed)
+    code, message, _ = parse_error({"detail": [{"loc": ["body", "scene_id"], "msg": "field required"}]})
+    assert code is None and message == "scene_id: field required"
+    assert "https://" not in parse_error({"message": "see https://cdn.x/y?sig=abc"})[1]
+    rejected = error_for(400, {"detail": {"error_code": "CS-ORIV-012", "message": "Invalid character_mapping JSON",
+                                          "action": "Send a JSON object"}})
+    assert isinstance(rejected, InputRejected) and "CS-ORIV-012" in rejected.public
+    assert rejected.hint == "Send a JSON object"
+
+
+@pytest.mark.parametrize(("status", "phase"), [
+    ("queued", RemotePhase.QUEUED), ("processing", RemotePhase.RUNNING), ("rendering", RemotePhase.RUNNING),
+    ("merging", RemotePhase.RUNNING), ("complete", RemotePhase.SUCCEEDED), ("failed", RemotePhase.FAILED),
+    ("cancelled", RemotePhase.CANCELLED)])
+def test_render_statuses(status, phase):
+    body = {"job_id": "job_1", "status": status, "progress_pct": 60, "checkpoint": "dri_done",
+            "cdn_url": "http://cdn/x.mp4" if status == "complete" else None, "mask_cdn_url": None,
+            "error_code": "CS-UORC01-009" if status == "failed" else None,
+            "error_message": "Processing failed" if status == "failed" else None}
+    result = render_status({"data": body} if status == "merging" else body)
+    assert result.phase is phase
+    if phase is RemotePhase.RUNNING:
+        assert result.progress == pytest.approx(0.6) and "dri_done" in result.detail
+    if phase is RemotePhase.FAILED:
+        assert "Processing failed" in result.error and "CS-UORC01-009" in result.error
+    if phase is RemotePhase.SUCCEEDED:
+        assert result.data["cdn_url"] == "http://cdn/x.mp4"
+
+
+def test_object_statuses_and_wrapper():
+    assert object_status({"data": {"status": "pending"}}, "character").phase is RemotePhase.QUEUED
+    assert object_status({"status": "processing"}, "scene").phase is RemotePhase.RUNNING
+    ready = object_status({"id": "c", "status": "ready", "thumbnail_url": "http://t/c.png"}, "character")
+    assert ready.phase is RemotePhase.SUCCEEDED and ready.preview_url == "http://t/c.png"
+    failed = object_status({"status": "failed", "error_message": "no face"}, "character")
+    assert failed.phase is RemotePhase.FAILED and "no face" in failed.error
+    assert unwrap({"data": {"id": 1}}) == {"id": 1} and unwrap({"id": 1, "data": {}}) == {"id": 1, "data": {}}
+
+
+def test_link_reachability():
+    assert viggle_can_fetch("http://127.0.0.1:5/cdn/a.png", "http://127.0.0.1:9")
+    assert not viggle_can_fetch("http://127.0.0.1:5/cdn/a.png", "https://apis.viggle.ai")
+    assert viggle_can_fetch("https://cdn.discordapp.com/a.png?ex=ffffffff&is=1", "https://apis.viggle.ai")
+    assert not viggle_can_fetch("https://cdn.discordapp.com/a.png?ex=10&is=1", "https://apis.viggle.ai")
+
+
+# -- against the sandbox ----------------------------------------------------------------------------
+
+class Files:
+    """A stand-in Discord CDN; `refuse_first` answers the first GET of a file 403 (a link Viggle
+    cannot fetch), to exercise the upload fallback."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.refuse_first, self.gets = root, set(), []
+        self.runner: web.AppRunner | None = None
+        self.base = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/att/{name}", self._get)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        self.gets.append(name)
+        if name in self.refuse_first:
+            self.refuse_first.discard(name)
+            return web.Response(status=403)
+        return web.FileResponse(self.root / name)
+
+    def attachment(self, name: str, data: bytes | None = None, query: str = "") -> dict:
+        if data is not None:
+            (self.root / name).write_bytes(data)
+        path = self.root / name
+        ctype = "image/png" if name.endswith(".png") else "video/mp4"
+        return {"url": f"{self.base}/att/{name}{query}", "filename": name, "size": path.stat().st_size,
+                "content_type": ctype}
+
+
+@pytest.fixture
+async def viggle():
+    svc = ViggleSandbox(credits=100, character_seconds=0.1, scene_seconds=0.1, render_seconds=0.3)
+    await svc.start()
+    yield svc
+    await svc.stop()
+
+
+@pytest.fixture
+async def files(tmp_path):
+    root = tmp_path / "cdn"
+    root.mkdir()
+    server = Files(root)
+    await server.start()
+    make_video(root / "dance.mp4", seconds=1.0, width=96, height=64, fps=8)
+    yield server
+    await server.runner.cleanup()
+
+
+@pytest.fixture
+async def provider(viggle):
+    settings = ViggleSettings(api_key=viggle.api_key, base_url=viggle.base_url, poll_min_seconds=0.05,
+                              poll_max_seconds=0.2)
+    prov = ViggleProvider(settings, Net())
+    yield prov
+    await prov.net.close()
+
+
+def make_job(kind: str, **params) -> Job:
+    return Job(id=f"vj{next(_ids)}x", provider="viggle", kind=kind, state=JobState.UPLOADING, owner_id=7,
+               channel_id=8, guild_id=9, summary=kind, params=params)
+
+
+async def submit(provider, job: Job, workdir: Path) -> Job:
+    workdir.mkdir(parents=True, exist_ok=True)
+    job = job.evolve(provider_data=await provider.upload(job, workdir))
+    remote_id, data = await provider.submit(job)
+    return job.evolve(remote_id=remote_id, provider_data={**job.provider_data, **data}, state=JobState.SUBMITTED)
+
+
+async def finish(provider, job: Job, timeout: float = 15):
+    seen = []
+    for _ in range(int(timeout / 0.05)):
+        status = await provider.poll(job)
+        seen.append(status)
+        if status.phase.is_terminal:
+            return status, seen
+        await asyncio.sleep(0.05)
+    raise AssertionError("job did not finish")
+
+
+async def make_character(provider, files, tmp_path, name: str, hue: int = 0) -> str:
+    att = files.attachment(f"{name}.png", image_bytes(96, 96, hue=hue))
+    job = await submit(provider, make_job("character", name=name, image=att), tmp_path / name)
+    status, _ = await finish(provider, job)
+    assert status.phase is RemotePhase.SUCCEEDED
+    return job.remote_id
+
+
+async def test_character_from_attachment_link_is_announced_with_thumbnail(provider, viggle, files, tmp_path):
+    att = files.attachment("alice.png", image_bytes(128, 128))
+    job = await submit(provider, make_job("character", name="Alice", image=att), tmp_path / "w")
+    assert job.provider_data["inputs"]["image"]["url"] == att["url"]  # handed over, not re-uploaded
+    assert files.gets == ["alice.png"]  # fetched by Viggle only
+    remote = viggle.characters[job.remote_id]
+    assert remote.name == f"Alice [vb:{job.id}]"
+    saved = provider.saved_object(job)
+    assert saved.kind == "character" and saved.name == "Alice" and saved.status == "pending"
+
+    status, _ = await finish(provider, job)
+    assert status.phase is RemotePhase.SUCCEEDED and status.preview_url
+    done = job.evolve(provider_data={**job.provider_data, "_status": status.data})
+    assert provider.saved_object(done).status == "ready"
+    [card] = await provider.collect(done, status, tmp_path / "w")
+    assert card.filename.endswith(".png") and card.path.read_bytes().startswith(b"\x89PNG")
+    assert "Alice" in card.description and "ready" in card.description
+
+
+async def test_wrapped_reads_and_unfetchable_link_falls_back_to_upload(provider, viggle, files, tmp_path):
+    viggle.wrap_data = True
+    att = files.attachment("bob.png", image_bytes(64, 64, hue=3))
+    files.refuse_first.add("bob.png")  # Viggle's fetch is refused; the bot's own download works
+    job = await submit(provider, make_job("character", name="Bob", image=att), tmp_path / "w")
+    assert Path(job.provider_data["inputs"]["image"]["path"]).is_file()
+    creates = viggle.requests_to(r"^/api/characters/preprocess$", "POST")
+    assert len(creates) == 2  # the refused link, then the upload; the first cost nothing
+    status, _ = await finish(provider, job)
+    assert status.phase is RemotePhase.SUCCEEDED
+    assert viggle.credits == 99
+
+
+async def test_expiring_link_is_spooled_checked_and_uploaded(provider, viggle, files, tmp_path):
+    att = files.attachment("dance.mp4", query="?ex=10&is=1&hm=ab")
+    job = await submit(provider, make_job("scene", name="Dance", video=att, background_mode="original",
+                                          model="V3_Preview"), tmp_path / "w")
+    assert job.provider_data["inputs"]["video"]["path"].endswith(".mp4")
+    status, _ = await finish(provider, job)
+    assert status.phase is RemotePhase.SUCCEEDED
+    saved = provider.saved_object(job.evolve(provider_data={**job.provider_data, "_status": status.data}))
+    assert saved.kind == "scene" and saved.data["model"] == "V3_Preview" and saved.status == "ready"
+    [card] = await provider.collect(job, status, tmp_path / "w")  # first frame of the spooled clip
+    assert card.filename == "scene-thumbnail.jpg" and card.path.read_bytes().startswith(b"\xff\xd8")
+
+
+async def test_bad_spooled_file_is_refused_before_paying(provider, viggle, files, tmp_path):
+    att = files.attachment("fake.mp4", b"this is not a video at all", query="?ex=10")
+    with pytest.raises(InputRejected):
+        await provider.upload(make_job("scene", name="X", video=att), tmp_path / "w")
+    assert not viggle.requests_to("/api/scenes/preprocess")
+
+
+async def test_template_then_multi_person_render_posts_mp4(provider, viggle, files, tmp_path):
+    alice = await make_character(provider, files, tmp_path, "alice")
+    bob = await make_character(provider, files, tmp_path, "bob", hue=4)
+    job = await submit(provider, make_job("template", template_id=GROUP_DANCE, name="Group"), tmp_path / "t")
+    assert job.provider_data["segments"] == ["person_a1b2c3d4", "person_e5f6a7b8", "person_c9d0e1f2"]
+    status, _ = await finish(provider, job)
+    saved = provider.saved_object(job.evolve(provider_data={**job.provider_data, "_status": status.data}))
+    assert saved.data["segments"] == job.provider_data["segments"] and saved.name == "Group"
+
+    # partial mapping, one character twice
+    mapping = {"person_a1b2c3d4": alice, "person_c9d0e1f2": alice, "person_e5f6a7b8": bob}
+    del mapping["person_e5f6a7b8"]
+    render = await submit(provider, make_job("render", scene_id=job.remote_id, mapping=mapping,
+                                             background_mode="transparent", fast=False), tmp_path / "r")
+    status, seen = await finish(provider, render)
+    assert status.phase is RemotePhase.SUCCEEDED
+    assert any(s.progress and 0 < s.progress < 1 and "checkpoint" in (s.detail or "") for s in seen)
+    arts = await provider.collect(render, status, tmp_path / "r")
+    assert [a.filename for a in arts] == [f"viggle-{render.id}.mp4", f"viggle-{render.id}-mask.mp4"]
+    assert all(a.link and a.path.stat().st_size > 0 for a in arts)
+    sent = viggle.jobs[render.remote_id]
+    assert sent.character_ids == [alice, alice]
+    # status was polled without the key
+    polls = viggle.requests_to(r"^/api/render/job_", "GET")
+    assert polls and all("Authorization" not in r.headers for r in polls)
+
+
+async def test_mix_with_solid_colour_in_one_go(provider, viggle, files, tmp_path):
+    img = files.attachment("me.png", image_bytes(80, 80))
+    vid = files.attachment("dance.mp4")
+    job = await submit(provider, make_job("mix", image=img, video=vid, model="V4_Preview",
+                                          background_mode="solid", bg_color="10,20,30", fast=True), tmp_path / "m")
+    status, _ = await finish(provider, job)
+    assert status.phase is RemotePhase.SUCCEEDED
+    [video] = await provider.collect(job, status, tmp_path / "m")
+    assert video.filename.endswith(".mp4")
+    assert viggle.jobs[job.remote_id].bg_color == (10, 20, 30)
+
+
+async def test_cancel_refunds_and_poll_reports_cancelled(provider, viggle, files, tmp_path):
+    alice = await make_character(provider, files, tmp_path, "alice")
+    scene = await submit(provider, make_job("scene", name="D", video=files.attachment("dance.mp4")), tmp_path / "s")
+    await finish(provider, scene)
+    before = viggle.credits
+    viggle.stick_next_render()
+    job = await submit(provider, make_job("render", scene_id=scene.remote_id, character_id=alice), tmp_path / "r")
+    assert viggle.credits < before
+    await provider.cancel(job)
+    assert viggle.credits == before
+    assert (await provider.poll(job)).phase is RemotePhase.CANCELLED
+
+
+@pytest.mark.parametrize("style", ["nested", "string", "flat"])
+async def test_out_of_credits_and_bad_key_in_every_envelope(provider, viggle, files, tmp_path, style):
+    viggle.error_style = style
+    viggle.set_credits(0)
+    att = files.attachment("c.png", image_bytes(64, 64))
+    job = await provider.upload(make_job("character", name="C", image=att), tmp_path)
+    with pytest.raises(OutOfCredits) as caught:
+        await provider.submit(make_job("character", name="C", image=att).evolve(provider_data=job))
+    assert "nsufficient credits" in caught.value.public
+    provider.api._key = "sk-wrong"
+    with pytest.raises(AuthFailed):
+        await provider.credits()
+    assert "sk-wrong" not in str(caught.value)
+
+
+async def test_model_mismatch_and_failed_render_are_specific(provider, viggle, files, tmp_path):
+    alice = await make_character(provider, files, tmp_path, "alice")
+    scene = await submit(provider, make_job("scene", name="D", video=files.attachment("dance.mp4"),
+                                            model="V4_Preview"), tmp_path / "s")
+    await finish(provider, scene)
+    fields = {"scene_id": scene.remote_id, "character_id": alice, "model": "V3_Preview"}
+    with pytest.raises(InputRejected) as caught:
+        await provider.api.render(fields)
+    assert "V4_Preview" in caught.value.public
+    viggle.fail_next("render", "CS-UORC01-009", "Processing failed, please try again")
+    job = await submit(provider, make_job("render", scene_id=scene.remote_id, character_id=alice), tmp_path / "r")
+    status, _ = await finish(provider, job)
+    assert status.phase is RemotePhase.FAILED and "Processing failed" in status.error
+
+
+async def test_paid_post_is_sent_once_and_reconcile_finds_characters_not_renders(provider, viggle, files,
+                                                                                  tmp_path):
+    viggle.faults.add("POST", r"^/api/render$", 502, {"detail": "Bad gateway"})
+    job = make_job("render", scene_id="s", character_id="c")
+    with pytest.raises(Transient):
+        await provider.submit(job.evolve(provider_data={"inputs": {}}))
+    assert len(viggle.requests_to(r"^/api/render$", "POST")) == 1
+    with pytest.raises(SubmissionUnknown):
+        await provider.reconcile(job)
+
+    att = files.attachment("r.png", image_bytes(64, 64))
+    char_job = make_job("character", name="Rita", image=att)
+    assert await provider.reconcile(char_job) is None  # certainly never created
+    submitted = await submit(provider, char_job, tmp_path / "c")
+    assert await provider.reconcile(char_job) == submitted.remote_id
+
+
+async def test_credits_and_check(provider, viggle):
+    viggle.set_credits(42)
+    assert (await provider.credits())["balance"] == 42
+    assert "42" in await provider.check()
+    assert json.dumps(await provider.credits())
+
+
+# -- the checks /viggle runs before spending (pure) ---------------------------------------------------
+
+def _scene(**data):
+    from bot.models import SavedObject
+
+    return SavedObject("viggle", "scene", "s1", 7, 9, "Group", "ready", data)
+
+
+def test_command_checks_refuse_with_reasons():
+    from cogs.viggle_checks import Refusal, check_model, check_segments, parse_bg_color, parse_mapping
+
+    assert parse_bg_color(" 1, 2 ,3 ", "solid") == "1,2,3"
+    assert parse_bg_color(None, "original") is None
+    for bad, mode, words in [("0,255,0", "transparent", "only applies"), ("#00ff00", "solid", "R,G,B"),
+                             ("1,2", "solid", "R,G,B"), ("0,0,256", "solid", "0–255")]:
+        with pytest.raises(Refusal, match=words):
+            parse_bg_color(bad, mode)
+    with pytest.raises(Refusal, match="V4_Preview"):
+        check_model(_scene(model="V4_Preview"), "V3_Preview")
+    assert check_model(_scene(model="V3_Preview"), None) == "V3_Preview"
+    with pytest.raises(Refusal, match="not valid JSON"):
+        parse_mapping("{'a': 'b'}")
+    with pytest.raises(Refusal, match="JSON object"):
+        parse_mapping('["a"]')
+    with pytest.raises(Refusal, match="character name or id"):
+        parse_mapping('{"person_a": 3}')
+    scene = _scene(segments=["person_a", "person_b"])
+    check_segments({"person_a": "x"}, scene)  # partial is fine
+    with pytest.raises(Refusal, match="no segment `person_z`.*person_a"):
+        check_segments({"person_z": "x"}, scene)
+
+
+def test_mapping_autocomplete_builds_on_what_is_typed():
+    from bot.models import SavedObject
+    from cogs.viggle_checks import mapping_suggestions
+
+    chars = [SavedObject("viggle", "character", f"id-{n}-0000-0000-0000", 7, 9, n, "ready") for n in ("Ann", "Bo")]
+    first = mapping_suggestions("", ["p1", "p2"], chars)
+    assert [v for _, v in first] == ['{"p1": "Ann"}', '{"p1": "Bo"}']
+    second = mapping_suggestions('{"p1": "Ann"}', ["p1", "p2"], chars)
+    assert second[0][1] == '{"p1": "Ann"}' and second[1][1] == '{"p1": "Ann", "p2": "Ann"}'
+    assert all(len(v) <= 100 for _, v in second)
