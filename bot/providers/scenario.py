@@ -1,0 +1,231 @@
+"""Scenario's Video-to-Layers model as a provider: one video in, up to ten transparent layer
+videos out (plus a side-by-side preview the bot draws).
+
+The wire details live in scenario_api.py (calls), scenario_upload.py (multipart upload) and
+scenario_layers.py (names, order, preview); this module is the sequence the runner drives.
+The paid `generate` call is sent once; when its outcome is unknown the runner calls `reconcile`,
+which finds the job by the asset it was given (an asset we uploaded for this job only).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.media.probe import MediaError, check_video, probe_video_async
+from bot.models import Artifact, Job, RemotePhase, RemoteStatus
+from bot.net import Net
+from bot.providers.base import (
+    AuthFailed,
+    InputRejected,
+    NotFound,
+    Provider,
+    ProviderError,
+    ProviderLimits,
+    RateLimited,
+)
+from bot.providers.scenario_api import LAYERS_MODEL, ScenarioAPI
+from bot.providers.scenario_layers import (
+    download_key,
+    layer_filename,
+    layer_label,
+    make_preview,
+    output_index,
+)
+from bot.providers.scenario_upload import CONTENT_TYPES, upload_video
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+_PHASES = {
+    "pending": RemotePhase.QUEUED, "queued": RemotePhase.QUEUED, "warming-up": RemotePhase.QUEUED,
+    "in-progress": RemotePhase.RUNNING, "finalizing": RemotePhase.RUNNING,
+    "success": RemotePhase.SUCCEEDED, "failure": RemotePhase.FAILED, "canceled": RemotePhase.CANCELLED,
+}
+_DETAILS = {"warming-up": "the model is warming up", "finalizing": "finalizing the layers",
+            "pending": "waiting to be queued"}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _parse_iso(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+
+
+class ScenarioProvider(Provider):
+    name = "scenario"
+    display_name = "Scenario"
+
+    model_id = LAYERS_MODEL
+    #: what we accept before spending anything (Scenario publishes no limits; these are ours)
+    max_input_bytes = 500 * MIB
+    max_seconds = 120.0
+    max_side = 4096
+    formats = frozenset(CONTENT_TYPES)
+    max_layer_bytes = 2048 * MIB
+    #: how often / how long to wait for Scenario to import an upload
+    upload_poll_seconds = 2.0
+    upload_timeout = 300.0
+    #: a submission whose answer we missed may still be processed for this long after we gave up,
+    #: so a lookup that finds nothing earlier says "look again later", not "never created"
+    reconcile_settle_seconds = 90.0
+    #: allowed difference between our clock and Scenario's when matching creation times
+    clock_skew = timedelta(minutes=5)
+
+    def __init__(self, settings: Any, net: Net) -> None:
+        self.settings = settings
+        self.net = net
+        self.limits = ProviderLimits.from_settings(settings)
+        key = settings.api_key.get_secret_value() if settings.api_key else ""
+        secret = settings.api_secret.get_secret_value() if settings.api_secret else ""
+        self.api = ScenarioAPI(net, settings.base_url, key, secret)
+
+    # -- upload (free) ----------------------------------------------------------------------------
+    async def upload(self, job: Job, workdir: Path) -> dict[str, Any]:
+        video = job.params.get("video") or {}
+        if not video.get("url"):
+            raise InputRejected("No video was attached.")
+        spool = workdir / "input.bin"
+        try:
+            await self.net.download(video["url"], spool, max_bytes=self.max_input_bytes)
+        except (NotFound, AuthFailed) as exc:
+            raise InputRejected("The attachment is no longer available on Discord; please send it again.") \
+                from exc
+        try:
+            info = await probe_video_async(spool)
+            check_video(info, max_bytes=self.max_input_bytes, max_seconds=self.max_seconds, max_side=self.max_side,
+                        formats=self.formats, service="Scenario's layer extraction")
+        except MediaError as exc:
+            raise InputRejected(str(exc)) from exc
+        name = Path(video.get("filename") or "video").stem[:60] or "video"
+        uploaded = await upload_video(self.api, self.net, spool, file_name=f"{name}.{info.container}",
+                                      kind=info.container, poll_every=self.upload_poll_seconds,
+                                      import_timeout=self.upload_timeout)
+        return {**uploaded, "input": {"seconds": round(info.duration, 2), "width": info.width,
+                                      "height": info.height, "bytes": info.size}}
+
+    # -- the paid call ------------------------------------------------------------------------------
+    def _inputs(self, job: Job) -> dict[str, Any]:
+        return {"video": job.provider_data["asset_id"],
+                "separationInstruction": job.params["instruction"],
+                "maxLayers": int(job.params.get("max_layers", 6))}
+
+    async def submit(self, job: Job) -> tuple[str, dict[str, Any]]:
+        body = await self.api.run_model(self.model_id, self._inputs(job))
+        remote = body.get("job") or {}
+        job_id = remote.get("jobId")
+        if not job_id:
+            raise ProviderError("Scenario accepted the job but did not say its id.")
+        return job_id, {"cost": body.get("creativeUnitsCost")}
+
+    async def reconcile(self, job: Job) -> str | None:
+        """Find the job an unanswered submission may have created: a custom job of our model whose
+        input video is the asset we uploaded for this job, created after we recorded the intent."""
+        asset_id = job.provider_data.get("asset_id")
+        intent = job.submit_intent_at or job.created_at
+        if not asset_id:
+            return None  # nothing uploaded, so nothing can have been submitted
+        jobs = await self.api.list_jobs(created_after=_iso(intent - self.clock_skew))
+        for remote in jobs:
+            inputs = (remote.get("metadata") or {}).get("input") or {}
+            created = _parse_iso(remote.get("createdAt"))
+            if (remote.get("jobType", "custom") == "custom" and inputs.get("video") == asset_id
+                    and (created is None or created >= intent - self.clock_skew)):
+                return remote.get("jobId")
+        waited = (datetime.now(UTC) - intent).total_seconds()
+        if waited < self.reconcile_settle_seconds:
+            # Not listed yet may still mean "arriving": look again before deciding it never was.
+            raise RateLimited(self.reconcile_settle_seconds - waited,
+                              "Checking with Scenario whether the submission arrived.")
+        return None
+
+    # -- progress -------------------------------------------------------------------------------------
+    async def poll(self, job: Job) -> RemoteStatus:
+        remote = await self.api.get_job(job.remote_id or "")
+        raw = str(remote.get("status", ""))
+        phase = _PHASES.get(raw, RemotePhase.RUNNING)
+        progress = remote.get("progress")
+        progress = max(0.0, min(1.0, float(progress))) if isinstance(progress, int | float) else None
+        meta = remote.get("metadata") or {}
+        if phase is RemotePhase.FAILED:
+            error = meta.get("error") or "Scenario reported the job as failed."
+            return RemoteStatus(phase, progress=progress, raw_status=raw,
+                                error=f"Scenario could not split the video: {error}"[:900],
+                                hint=(meta.get("hint") or None))
+        data: dict[str, Any] = {}
+        if phase is RemotePhase.SUCCEEDED:
+            data = {"asset_ids": list(meta.get("assetIds") or [])}
+        return RemoteStatus(phase, progress=progress, raw_status=raw, detail=_DETAILS.get(raw), data=data)
+
+    # -- results ----------------------------------------------------------------------------------------
+    async def collect(self, job: Job, status: RemoteStatus, workdir: Path) -> list[Artifact]:
+        asset_ids = list(status.data.get("asset_ids") or [])
+        if not asset_ids:
+            raise InputRejected("Scenario finished but returned no layers. Try a different separation "
+                                "instruction (describe what to separate, not the scene).")
+        layers: list[tuple[int, Path, str, str, str]] = []
+        for position, asset_id in enumerate(asset_ids):
+            asset = await self.api.get_asset(asset_id)  # fresh signed URL, right before downloading
+            index = output_index(asset, position)
+            filename = layer_filename(index, asset)
+            dest = workdir / filename
+            await self._download_asset(asset_id, asset, dest)
+            layers.append((index, dest, filename, layer_label(asset), asset_id))
+        layers.sort(key=lambda item: item[0])
+        preview = await make_preview([item[1] for item in layers], workdir / "layers-preview.png",
+                                     [f"{i:02d} {label}".strip() for i, _, _, label, _ in layers])
+        artifacts = [Artifact(path=preview, filename="layers-preview.png",
+                              description=f"all {len(layers)} layers side by side (first frame)")]
+        for index, path, filename, label, asset_id in layers:
+            words = f"layer {index}" + (f": {label}" if label else "")
+            artifacts.append(Artifact(path=path, filename=filename, description=words,
+                                      download_key=download_key(asset_id)))
+        return artifacts
+
+    async def _download_asset(self, asset_id: str, asset: dict[str, Any], dest: Path) -> None:
+        expected = (asset.get("properties") or {}).get("size")
+        if dest.exists() and expected and dest.stat().st_size == expected:
+            return  # fetched on an earlier try of this step
+        for attempt in range(3):
+            url = asset.get("url")
+            if not url:
+                raise ProviderError(f"Scenario gave no download link for layer {asset_id}.")
+            try:
+                await self.net.download(url, dest, max_bytes=self.max_layer_bytes)
+                return
+            except (AuthFailed, NotFound):  # the signed URL expired between the lookup and the GET
+                if attempt == 2:
+                    raise
+                asset = await self.api.get_asset(asset_id)
+
+    async def fresh_link(self, job: Job, key: str) -> str:
+        for asset_id in (job.provider_data.get("_status") or {}).get("asset_ids") or []:
+            if download_key(asset_id) == key:
+                url = (await self.api.get_asset(asset_id)).get("url")
+                if url:
+                    return url
+        raise NotFound("This layer is not available any more.")
+
+    async def cancel(self, job: Job) -> None:
+        """Scenario documents cancel for inference jobs only; try, and accept a refusal."""
+        if not job.remote_id:
+            return
+        try:
+            await self.api.cancel_job(job.remote_id)
+        except (InputRejected, NotFound) as exc:
+            log.info("job %s: Scenario did not cancel %s: %s", job.id, job.remote_id, exc)
+
+    async def close(self) -> None:
+        await self.net.close()  # a no-op for the bot's shared session, which the bot closes itself
+
+    async def check(self) -> str:
+        await self.api.list_jobs(created_after=_iso(datetime.now(UTC) - timedelta(days=1)), page_size=1,
+                                 max_pages=1)
+        return "credentials accepted"

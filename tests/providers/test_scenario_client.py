@@ -1,0 +1,285 @@
+"""The Scenario provider against the Scenario sandbox: what Scenario receives (parts, one paid job)
+and what the bot gets back (typed statuses, ordered layer files, clear refusals)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import struct
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from bot.config import ScenarioSettings
+from bot.models import Job, JobState, RemotePhase
+from bot.net import Net
+from bot.providers.base import AuthFailed, InputRejected, RateLimited, Transient
+from bot.providers.scenario import ScenarioProvider
+from bot.providers.scenario_api import safe_message
+from bot.providers.scenario_layers import download_key, layer_filename
+from bot.providers.scenario_upload import MIB, S3_MAX_PARTS, S3_MIN_PART, plan_parts
+from sandbox.media import image_bytes, make_video
+from sandbox.scenario import ScenarioSandbox
+
+# -- pure parts ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 5 * MIB, 8 * MIB, 8 * MIB + 1, 100 * MIB + 7, 200 * 1024 * MIB])
+def test_part_plan_follows_s3_rules(size):
+    plan = plan_parts(size)
+    assert plan.count <= S3_MAX_PARTS
+    slices = [plan.slice(n, size) for n in range(1, plan.count + 1)]
+    assert sum(length for _, length in slices) == size
+    assert all(length >= S3_MIN_PART for _, length in slices[:-1])
+    assert slices[-1][1] > 0
+    if size <= 10_000 * 8 * MIB:
+        assert plan.part_size == 8 * MIB
+
+
+def test_error_text_never_carries_a_signed_url():
+    body = {"reason": "Cannot fetch https://cdn.cloud.scenario.com/a?Signature=SECRET now", "trace_id": "tr_1"}
+    assert "SECRET" not in safe_message(body, 400) and "<link>" in safe_message(body, 400)
+    assert safe_message({"message": "API Keys cannot access protected resources"}, 403).startswith("API Keys")
+    assert safe_message("<html>bad gateway</html>", 502) == "HTTP 502"
+
+
+def test_layer_names_say_index_and_content():
+    assert layer_filename(0, {"description": "Person 1 (left)", "mimeType": "video/webm"}) == \
+        "layer-00-person-1-left.webm"
+    assert layer_filename(3, {"mimeType": "video/quicktime"}) == "layer-03.mov"
+    key = download_key("asset_ocZCnG1Df35XRL1QyCZSRxAG8")
+    assert re.fullmatch(r"[a-z0-9_]{1,20}", key) and key != download_key("asset_ocZCnG1Df35XRL1QyCZSRxAG9")
+
+
+# -- against the sandbox ---------------------------------------------------------------------------
+
+
+class FakeDiscordCdn:
+    """Serves test files the way Discord's CDN serves attachments (plain GET)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.base = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_static("/attachments/", self.folder)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/attachments/"
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    def attachment(self, path: Path, content_type: str = "video/mp4") -> dict:
+        return {"url": self.base + path.name, "filename": path.name, "size": path.stat().st_size,
+                "content_type": content_type}
+
+
+class SlowAnswerSandbox(ScenarioSandbox):
+    """Creates the job, then answers late: a submission whose reply the bot gives up on. (A
+    passthrough fault with a delay sleeps before the body is read, so the job would never exist.)"""
+
+    answer_delay = 0.0
+
+    async def generate(self, request):
+        response = await super().generate(request)
+        await asyncio.sleep(self.answer_delay)
+        return response
+
+
+@pytest.fixture
+async def sandbox(tmp_path):
+    sb = SlowAnswerSandbox(upload_validate_seconds=0.05, queue_seconds=0.05, warmup_seconds=0.05, run_seconds=0.2,
+                         layer_seconds=0.5, workdir=tmp_path / "scenario")
+    await sb.start()
+    yield sb
+    await sb.stop()
+
+
+@pytest.fixture
+async def cdn(tmp_path):
+    folder = tmp_path / "discord"
+    folder.mkdir()
+    server = FakeDiscordCdn(folder)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def provider(sandbox):
+    env = sandbox.env_lines()
+    settings = ScenarioSettings(api_key=env["SCENARIO_API_KEY"], api_secret=env["SCENARIO_API_SECRET"],
+                                base_url=env["SCENARIO_BASE_URL"], poll_min_seconds=0.05, poll_max_seconds=0.2)
+    prov = ScenarioProvider(settings, Net())
+    prov.upload_poll_seconds = 0.05
+    prov.reconcile_settle_seconds = 0.0
+    yield prov
+    await prov.net.close()
+
+
+def make_job(video: dict, **params) -> Job:
+    return Job(id="jobt1", provider="scenario", kind="layers", state=JobState.UPLOADING, owner_id=1, channel_id=2,
+               guild_id=3, summary="test", params={"video": video, "instruction": "each person separately",
+                                                   "max_layers": 6, **params})
+
+
+def padded_video(path: Path, size: int) -> Path:
+    """A real MP4 grown to `size` bytes with a trailing `free` box (valid MP4, any size)."""
+    make_video(path, seconds=0.5)
+    pad = size - path.stat().st_size
+    with path.open("ab") as fh:
+        fh.write(struct.pack(">I", pad) + b"free")
+        left = pad - 8
+        while left > 0:
+            fh.write(bytes(min(left, MIB)))
+            left -= MIB
+    return path
+
+
+async def uploaded(provider, cdn, tmp_path, video: Path | None = None, **params) -> Job:
+    video = video or make_video(cdn.folder / "clip.mp4", seconds=1.0)
+    job = make_job(cdn.attachment(video), **params)
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    data = await provider.upload(job, work)
+    return job.evolve(provider_data=data, submit_intent_at=datetime.now(UTC))
+
+
+async def until_terminal(provider, job: Job, timeout: float = 15):
+    end = asyncio.get_running_loop().time() + timeout
+    seen = []
+    while asyncio.get_running_loop().time() < end:
+        status = await provider.poll(job)
+        seen.append(status)
+        if status.phase.is_terminal:
+            return status, seen
+        await asyncio.sleep(0.05)
+    raise AssertionError("job did not finish")
+
+
+async def test_multipart_upload_streams_parts_without_credentials(provider, sandbox, cdn, tmp_path):
+    video = padded_video(cdn.folder / "big.mp4", 12 * MIB + 12345)
+    job = await uploaded(provider, cdn, tmp_path, video)
+    assert job.provider_data["asset_id"].startswith("asset_")
+    created = sandbox.requests_to(r"^/v1/uploads$", "POST")
+    assert len(created) == 1
+    puts = [r for r in sandbox.requests if r.app == "s3" and r.method == "PUT"]
+    assert sorted(int(r.headers["Content-Length"]) for r in puts) == [12 * MIB + 12345 - 8 * MIB, 8 * MIB]
+    assert all("Authorization" not in r.headers for r in puts)
+    assert all(r.headers["Content-Type"] == "video/mp4" for r in puts)
+    upload = sandbox.uploads[job.provider_data["upload_id"]]
+    assert upload.status == "imported" and upload.parts_count == 2
+
+
+async def test_a_non_video_is_refused_before_anything_is_sent(provider, sandbox, cdn, tmp_path):
+    fake = cdn.folder / "holiday.mp4"
+    fake.write_bytes(image_bytes(64, 64))
+    with pytest.raises(InputRejected, match="PNG image"):
+        await uploaded(provider, cdn, tmp_path, fake)
+    assert sandbox.requests == []
+
+
+async def test_an_upload_scenario_refuses_is_reported_with_its_reason(provider, sandbox, cdn, tmp_path):
+    sandbox.fail_next_upload("Unsupported codec profile")
+    with pytest.raises(InputRejected, match="Scenario could not import the video: Unsupported codec profile"):
+        await uploaded(provider, cdn, tmp_path)
+    assert sandbox.paid_jobs == 0
+
+
+async def test_submit_poll_collect_delivers_ordered_layers_and_preview(provider, sandbox, cdn, tmp_path):
+    sandbox.layers_found = 4
+    job = await uploaded(provider, cdn, tmp_path, max_layers=5)
+    remote_id, data = await provider.submit(job)
+    assert data["cost"] > 0 and sandbox.paid_jobs == 1
+    job = job.evolve(remote_id=remote_id, state=JobState.SUBMITTED)
+    sent = sandbox.jobs[remote_id].input
+    assert sent["separationInstruction"] == "each person separately" and sent["maxLayers"] == 5
+    status, seen = await until_terminal(provider, job)
+    assert status.phase is RemotePhase.SUCCEEDED
+    phases = [s.phase for s in seen]
+    assert RemotePhase.QUEUED in phases and RemotePhase.RUNNING in phases
+    assert all(0 <= (s.progress or 0) <= 1 for s in seen)
+    job = job.evolve(provider_data={**job.provider_data, "_status": status.data})
+    sandbox.cdn_url_ttl = 1  # signed URLs barely live: only a fresh lookup right before each GET works
+    await asyncio.sleep(1.1)
+    out = tmp_path / "out"
+    out.mkdir()
+    artifacts = await provider.collect(job, status, out)
+    assert [a.filename for a in artifacts] == ["layers-preview.png", "layer-00-background.webm",
+                                                "layer-01-person-1.webm", "layer-02-person-2.webm",
+                                                "layer-03-person-3.webm"]
+    assert artifacts[0].path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(a.path.stat().st_size > 0 and a.download_key for a in artifacts[1:])
+    assert artifacts[1].description == "layer 0: background"
+    link = await provider.fresh_link(job, artifacts[2].download_key)
+    assert link.startswith(sandbox.urls["cdn"]) and "Signature=" in link
+
+
+async def test_failed_job_carries_error_and_hint(provider, sandbox, cdn, tmp_path):
+    sandbox.fail_next_job("No separable objects found", "Name the objects to separate.")
+    job = await uploaded(provider, cdn, tmp_path)
+    remote_id, _ = await provider.submit(job)
+    status, _ = await until_terminal(provider, job.evolve(remote_id=remote_id))
+    assert status.phase is RemotePhase.FAILED
+    assert "No separable objects found" in status.error and status.hint == "Name the objects to separate."
+
+
+async def test_5xx_on_generate_is_transient_and_reconcile_says_not_created(provider, sandbox, cdn, tmp_path):
+    job = await uploaded(provider, cdn, tmp_path)
+    sandbox.faults.add("POST", r"/generate/custom/", 502, "<html>Bad gateway</html>")
+    with pytest.raises(Transient):
+        await provider.submit(job)
+    assert sandbox.paid_jobs == 0
+    provider.reconcile_settle_seconds = 30.0
+    with pytest.raises(RateLimited):  # too soon to be sure: look again later, do not resubmit yet
+        await provider.reconcile(job)
+    provider.reconcile_settle_seconds = 0.0
+    assert await provider.reconcile(job) is None
+    assert len(sandbox.requests_to(r"/generate/custom/", "POST")) == 1  # looked up, not resent
+
+
+async def test_timeout_on_generate_finds_the_job_instead_of_paying_twice(provider, sandbox, cdn, tmp_path):
+    job = await uploaded(provider, cdn, tmp_path)
+    provider.api.submit_timeout = 0.3
+    provider.reconcile_settle_seconds = 30.0
+    sandbox.answer_delay = 0.8
+    with pytest.raises(Transient, match="did not answer"):
+        await provider.submit(job)
+    found = await provider.reconcile(job)  # created already, only the answer is late
+    assert found in sandbox.jobs and sandbox.jobs[found].input["video"] == job.provider_data["asset_id"]
+    assert sandbox.paid_jobs == 1
+    assert len(sandbox.requests_to(r"/generate/custom/", "POST")) == 1
+
+
+async def test_reconcile_ignores_other_jobs(provider, sandbox, cdn, tmp_path):
+    other = await uploaded(provider, cdn, tmp_path)
+    await provider.submit(other)
+    mine = (await uploaded(provider, cdn, tmp_path)).evolve(submit_intent_at=datetime.now(UTC) - timedelta(hours=1))
+    assert await provider.reconcile(mine) is None
+
+
+async def test_concurrency_limit_is_rate_limited(provider, sandbox, cdn, tmp_path):
+    sandbox.max_parallel_jobs = 0
+    job = await uploaded(provider, cdn, tmp_path)
+    with pytest.raises(RateLimited) as info:
+        await provider.submit(job)
+    assert "parallel" in info.value.public and sandbox.paid_jobs == 0
+
+
+async def test_wrong_credentials_fail_the_check(sandbox):
+    settings = ScenarioSettings(api_key="k", api_secret="wrong", base_url=sandbox.base_url + "/v1")
+    prov = ScenarioProvider(settings, Net())
+    try:
+        with pytest.raises(AuthFailed) as info:
+            await prov.check()
+        assert "wrong" not in info.value.public
+    finally:
+        await prov.net.close()
