@@ -42,7 +42,7 @@ class Fault:
     headers: Mapping[str, str] = field(default_factory=dict)
     times: int | None = 1
     delay: float = 0.0
-    passthrough: bool = False  # after the delay, run the real handler (a slow response)
+    passthrough: bool = False  # run the real handler first, then answer after the delay (a late answer)
 
     def matches(self, request: web.Request) -> bool:
         return (self.method in ("*", request.method)) and bool(self.path.search(request.path))
@@ -133,12 +133,15 @@ class SandboxService:
             self.requests.append(RecordedRequest(app_name, request.method, request.path, dict(request.query),
                                                  dict(request.headers), self.clock()))
             fault = self.faults.take(request)
-            if fault is not None:
-                if fault.delay:
-                    await asyncio.sleep(fault.delay)
-                if not fault.passthrough:
-                    return fault_response(fault)
-            return await handler(request)
+            if fault is None:
+                return await handler(request)
+            if fault.passthrough:  # the work is done; only the answer is late (or never read)
+                response = await handler(request)
+                await asyncio.sleep(fault.delay)
+                return response
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            return fault_response(fault)
 
         return record_and_fault
 

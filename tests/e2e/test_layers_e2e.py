@@ -19,20 +19,9 @@ from tests.e2e.helpers import job_id_of, result_messages, status_message, wait_j
 INSTRUCTION = "each person separately, then the background"
 
 
-class SlowAnswerSandbox(ScenarioSandbox):
-    """Creates the job, then answers the generate call late (after the bot stopped waiting)."""
-
-    answer_delay = 0.0
-
-    async def generate(self, request):
-        response = await super().generate(request)
-        await asyncio.sleep(self.answer_delay)
-        return response
-
-
 @pytest.fixture
 async def scenario(tmp_path):
-    sb = SlowAnswerSandbox(upload_validate_seconds=0.05, queue_seconds=0.1, warmup_seconds=0.05, run_seconds=0.3,
+    sb = ScenarioSandbox(upload_validate_seconds=0.05, queue_seconds=0.1, warmup_seconds=0.05, run_seconds=0.3,
                            layer_seconds=0.5, layers_found=3, workdir=tmp_path / "scenario")
     await sb.start()
     yield sb
@@ -141,7 +130,8 @@ async def test_a_5xx_on_generate_does_not_pay_twice(emu, harness, users, scenari
 
 async def test_a_timeout_on_generate_finds_the_job_instead_of_submitting_again(emu, harness, users, scenario,
                                                                                tmp_path):
-    scenario.answer_delay = 1.5  # created at once, answered after the bot's 0.5 s limit
+    # the job is created at once; the answer comes after the bot stopped waiting
+    scenario.faults.add("POST", r"/generate/custom/", delay=1.5, passthrough=True)
     job_id = await start_layers(emu, users["alice"], make_video(tmp_path / "c.mp4", seconds=1.0))
     await wait_job_state(harness, job_id, JobState.DONE, timeout=30)
     assert len(scenario.requests_to(r"/v1/generate/custom/", "POST")) == 1

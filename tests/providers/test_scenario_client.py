@@ -82,21 +82,9 @@ class FakeDiscordCdn:
                 "content_type": content_type}
 
 
-class SlowAnswerSandbox(ScenarioSandbox):
-    """Creates the job, then answers late: a submission whose reply the bot gives up on. (A
-    passthrough fault with a delay sleeps before the body is read, so the job would never exist.)"""
-
-    answer_delay = 0.0
-
-    async def generate(self, request):
-        response = await super().generate(request)
-        await asyncio.sleep(self.answer_delay)
-        return response
-
-
 @pytest.fixture
 async def sandbox(tmp_path):
-    sb = SlowAnswerSandbox(upload_validate_seconds=0.05, queue_seconds=0.05, warmup_seconds=0.05, run_seconds=0.2,
+    sb = ScenarioSandbox(upload_validate_seconds=0.05, queue_seconds=0.05, warmup_seconds=0.05, run_seconds=0.2,
                          layer_seconds=0.5, workdir=tmp_path / "scenario")
     await sb.start()
     yield sb
@@ -250,7 +238,8 @@ async def test_timeout_on_generate_finds_the_job_instead_of_paying_twice(provide
     job = await uploaded(provider, cdn, tmp_path)
     provider.api.submit_timeout = 0.3
     provider.reconcile_settle_seconds = 30.0
-    sandbox.answer_delay = 0.8
+    # the job is created at once; the answer comes after the bot stopped waiting
+    sandbox.faults.add("POST", r"/generate/custom/", delay=0.8, passthrough=True)
     with pytest.raises(Transient, match="did not answer"):
         await provider.submit(job)
     found = await provider.reconcile(job)  # created already, only the answer is late
