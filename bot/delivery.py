@@ -66,6 +66,8 @@ def status_embed(job: Job, provider_name: str) -> discord.Embed:
         embed.add_field(name="ETA", value=f"<t:{int(job.eta.timestamp())}:R>", inline=True)
     if job.state is JobState.FAILED and job.last_error:
         embed.add_field(name="Reason", value=job.last_error[:1000], inline=False)
+    if job.state is JobState.CANCELLED and job.last_error:
+        embed.add_field(name="Note", value=job.last_error[:1000], inline=False)
     embed.add_field(name="Owner", value=f"<@{job.owner_id}>", inline=True)
     if job.preview_url and job.preview_url.startswith(("http://", "https://")) and job.state.is_live:
         embed.set_thumbnail(url=job.preview_url)

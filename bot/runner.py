@@ -289,12 +289,15 @@ class Runner:
         return failed
 
     async def _cancel(self, job: Job, provider: Provider) -> Job:
+        note = None
         if job.remote_id:
             try:
-                await provider.cancel(job)
+                note = await provider.cancel(job)
             except ProviderError as exc:
                 log.info("job %s: remote cancel failed: %s", job.id, exc)
-        cancelled = await self.store.transition(job, JobState.CANCELLED, eta=None, last_error="Cancelled on request.")
+                note = f"{provider.display_name} could not be told to stop; the job may still finish on their side."
+        cancelled = await self.store.transition(job, JobState.CANCELLED, eta=None,
+                                                last_error=note or "Cancelled on request.")
         await self._clean(cancelled)
         return cancelled
 

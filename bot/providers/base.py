@@ -119,8 +119,10 @@ class Provider(abc.ABC):
     async def collect(self, job: Job, status: RemoteStatus, workdir: Path) -> list[Artifact]:
         """Download the results into `workdir` (streamed, never whole in memory)."""
 
-    async def cancel(self, job: Job) -> None:  # noqa: B027 - optional capability
-        """Best effort: stop the remote job (and get a refund where the provider gives one)."""
+    async def cancel(self, job: Job) -> str | None:
+        """Best effort: stop the remote job (and get a refund where the provider gives one).
+        Returns a note for the user when the provider would not stop it (it may still bill)."""
+        return None
 
     def saved_object(self, job: Job) -> SavedObject | None:
         """What the user keeps from this job for later commands (a Viggle character, a splat

@@ -213,14 +213,17 @@ class ScenarioProvider(Provider):
                     return url
         raise NotFound("This layer is not available any more.")
 
-    async def cancel(self, job: Job) -> None:
-        """Scenario documents cancel for inference jobs only; try, and accept a refusal."""
+    async def cancel(self, job: Job) -> str | None:
+        """Scenario documents cancel for inference jobs only; try, and tell the user on a refusal."""
         if not job.remote_id:
-            return
+            return None
         try:
             await self.api.cancel_job(job.remote_id)
         except (InputRejected, NotFound) as exc:
             log.info("job %s: Scenario did not cancel %s: %s", job.id, job.remote_id, exc)
+            return ("Scenario does not let the bot stop a layers job that has started: it will finish on "
+                    "their side and may still use credits, but nothing will be posted here.")
+        return None
 
     async def close(self) -> None:
         await self.net.close()  # a no-op for the bot's shared session, which the bot closes itself

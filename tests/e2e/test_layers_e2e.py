@@ -184,3 +184,18 @@ async def test_command_says_when_scenario_is_not_configured(emu, users, tmp_path
         assert reply.ephemeral and "Scenario is not configured on this bot" in reply.content
     finally:
         await h.stop()
+
+
+async def test_cancelling_a_started_layers_job_says_scenario_cannot_stop_it(emu, harness, users, scenario, tmp_path):
+    scenario.stick_next_job()
+    clip = make_video(tmp_path / "stuck.mp4", seconds=1.0)
+    job_id = await start_layers(emu, users["alice"], clip)
+    await wait_job_state(harness, job_id, JobState.RUNNING, timeout=15)
+    status = await status_message(emu, job_id)
+    click = await emu.click(status, f"job:cancel:{job_id}", user=users["alice"])
+    assert "Cancelling" in (await click.wait_reply()).content
+    await wait_job_state(harness, job_id, JobState.CANCELLED)
+    note = await emu.wait_for(lambda: next((f["value"] for e in emu.message(status.id).embeds
+                                            for f in e.get("fields", []) if f["name"] == "Note"), None), timeout=5)
+    assert "does not let the bot stop" in note and "may still use credits" in note
+    assert result_messages(emu, job_id) == []
