@@ -52,6 +52,8 @@ class VideoBot(commands.Bot):
         self.store = await Store.open(self.settings.database_path)
         self.providers = (self._given_providers if self._given_providers is not None
                           else build_providers(self.settings, self.net))
+        for provider in self.providers.values():
+            provider.upload_limit = self.settings.upload_limit_bytes
         self.delivery = Delivery(self, self.store, upload_limit=self.settings.upload_limit_bytes,
                                  edit_interval=self.settings.status_edit_seconds,
                                  provider_names={n: p.display_name for n, p in self.providers.items()})

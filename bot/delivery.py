@@ -117,7 +117,7 @@ def plan_messages(artifacts: list[Artifact] | tuple[Artifact, ...], limit: int) 
     plans: list[MessagePlan] = [MessagePlan()]
     for art in artifacts:
         size = art.size
-        if size <= limit:
+        if size <= limit and art.is_local:
             current = plans[-1]
             if len(current.files) >= MAX_FILES_PER_MESSAGE or current.size + size > request_cap:
                 current = MessagePlan()

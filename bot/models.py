@@ -93,7 +93,9 @@ class Artifact:
 
     `optional` files are posted only when they fit the upload limit (a PLY beside its SPZ).
     `link` is a URL shown when the file does not fit; `download_key` names a Download button
-    that asks the provider for a fresh link when clicked (signed URLs expire).
+    that asks the provider for a fresh link when clicked (signed URLs expire). `remote_size`
+    marks a result that was deliberately not downloaded (far over any upload limit): it has no
+    local file and is only ever offered as a link or button.
     """
 
     path: Path
@@ -102,10 +104,15 @@ class Artifact:
     optional: bool = False
     link: str | None = None
     download_key: str | None = None
+    remote_size: int | None = None
 
     @property
     def size(self) -> int:
-        return self.path.stat().st_size
+        return self.remote_size if self.remote_size is not None else self.path.stat().st_size
+
+    @property
+    def is_local(self) -> bool:
+        return self.remote_size is None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -115,6 +122,7 @@ class Artifact:
             "optional": self.optional,
             "link": self.link,
             "download_key": self.download_key,
+            "remote_size": self.remote_size,
         }
 
     @classmethod
@@ -126,6 +134,7 @@ class Artifact:
             optional=bool(data.get("optional", False)),
             link=data.get("link"),
             download_key=data.get("download_key"),
+            remote_size=data.get("remote_size"),
         )
 
 

@@ -196,9 +196,6 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(ConfirmDelete, FreshLink)
-        provider = self.bot.providers.get(PROVIDER)
-        if provider is not None:
-            provider.upload_limit = self.bot.settings.upload_limit_bytes
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(ConfirmDelete, FreshLink)

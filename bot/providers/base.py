@@ -89,6 +89,8 @@ class Provider(abc.ABC):
     #: shown in embeds: "vid2scene", "Viggle", "Scenario"
     display_name: ClassVar[str]
     limits: ProviderLimits
+    #: the bot's Discord upload limit in bytes (set by the app): results are fitted to it
+    upload_limit: int = 10 * 1024 * 1024
 
     @abc.abstractmethod
     async def upload(self, job: Job, workdir: Path) -> dict[str, Any]:

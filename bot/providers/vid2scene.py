@@ -93,8 +93,6 @@ class Vid2SceneProvider(Provider):
         self.limits = ProviderLimits.from_settings(settings)
         key = settings.api_key.get_secret_value() if settings.api_key else ""
         self.api = Vid2SceneAPI(settings.base_url, key, net)
-        #: the bot's upload limit (the cog sets it from settings): decides SPZ fitting and PLY fetching
-        self.upload_limit = 10 * MIB
 
     # -- upload (free) ---------------------------------------------------------------------------
     async def upload(self, job: Job, workdir: Path) -> dict[str, Any]:
@@ -233,7 +231,7 @@ class Vid2SceneProvider(Provider):
         return Artifact(final, final.name, "a preview render of the scene")
 
     async def _ply(self, remote: str, dest: Path) -> Artifact | None:
-        """The full PLY when it could fit some server's limit; else a stand-in of the same size so
+        """The full PLY when it could fit some server's limit; else a remote-only artifact, so
         delivery offers its Download button (the 250 MB file is never fetched just to be dropped)."""
         fetch_limit = max(self.upload_limit, DISCORD_MAX_UPLOAD)
         description = "the full-quality scene (PLY)"
@@ -243,12 +241,12 @@ class Vid2SceneProvider(Provider):
             return None
         size = await self.api.head_size(link)
         if size is not None and size > fetch_limit:
-            await asyncio.to_thread(_sparse_placeholder, dest, size)
-            return Artifact(dest, dest.name, description, optional=True, download_key="ply")
+            return Artifact(dest, dest.name, description, optional=True, download_key="ply", remote_size=size)
         try:
             await self.api.fetch(remote, "ply", dest, max_bytes=fetch_limit)
-        except TooLarge:
-            await asyncio.to_thread(_sparse_placeholder, dest, fetch_limit + 1)
+        except TooLarge:  # no size was announced; all we know is that it is over the limit
+            return Artifact(dest, dest.name, description, optional=True, download_key="ply",
+                            remote_size=fetch_limit + 1)
         return Artifact(dest, dest.name, description, optional=True, download_key="ply")
 
     # -- the rest of the Provider interface ------------------------------------------------------
@@ -304,9 +302,3 @@ class Vid2SceneProvider(Provider):
     async def fetch(self, remote_id: str, kind: str, dest: Path, max_bytes: int) -> int:
         return await self.api.fetch(remote_id, kind, dest, max_bytes=max_bytes)
 
-
-def _sparse_placeholder(path: Path, size: int) -> None:
-    """A file that only occupies `size` in metadata (no disk blocks)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as fh:
-        fh.truncate(size)

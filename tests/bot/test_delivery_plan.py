@@ -63,3 +63,11 @@ def test_status_card_shows_progress_queue_eta_owner():
     assert values["Owner"] == "<@77>"
     assert "Generating 3D scene" in values["State"]
     assert card["footer"]["text"] == "Job abcd2345"
+
+
+def test_a_result_left_at_the_provider_is_offered_by_button_never_attached(tmp_path):
+    remote = Artifact(path=tmp_path / "never-downloaded.ply", filename="scene.ply", optional=True,
+                      download_key="ply", remote_size=5)  # small, but there is no local file to attach
+    (plan,) = plan_messages([remote], 10 * MIB)
+    assert plan.files == [] and plan.downloads == [("Download scene.ply", "ply")]
+    assert Artifact.from_json(remote.to_json()) == remote
