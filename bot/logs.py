@@ -28,8 +28,16 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class DropVoiceNotices(logging.Filter):
+    """discord.py warns at every start that voice libraries are missing; this bot has no voice."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "voice will NOT be supported" not in record.getMessage()
+
+
 def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler()
+    handler.addFilter(DropVoiceNotices())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()

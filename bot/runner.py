@@ -202,6 +202,7 @@ class Runner:
             case JobState.DELIVERING:
                 job = await self.delivery.deliver(job)
                 job = await self.store.transition(job, JobState.DONE, detail=None)
+                await self._show(job)  # the final card is part of the step, not left to the updater
                 await self._remember(job, provider)
                 await self._clean(job)
                 return job
@@ -298,6 +299,7 @@ class Runner:
                 note = f"{provider.display_name} could not be told to stop; the job may still finish on their side."
         cancelled = await self.store.transition(job, JobState.CANCELLED, eta=None,
                                                 last_error=note or "Cancelled on request.")
+        await self._show(cancelled)
         await self._clean(cancelled)
         return cancelled
 

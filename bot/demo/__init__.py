@@ -60,7 +60,8 @@ class DemoContext:
         end = loop.time() + timeout
         while loop.time() < end:
             job = await self.bot.store.get_job(job_id)
-            if job is not None and job.state.is_terminal:
+            # over, and its status card already says so (edits may wait on Discord's rate limit)
+            if job is not None and job.state.is_terminal and (job.status_fingerprint or "").startswith(job.state):
                 return job
             await asyncio.sleep(0.2)
         raise TimeoutError(f"job {job_id} did not finish in {timeout:.0f} s")
