@@ -70,7 +70,8 @@ class SimulatedCrash(BaseException):
     """Not an Exception: nothing in the bot catches it, like a process dying."""
 
 
-async def test_crash_between_sending_and_recording_the_result_posts_no_second_message(emu, harness, users, remote):
+def die_right_after_posting_a_result(harness) -> None:
+    """The bot dies between Discord accepting a result message and the store recording it."""
     store = harness.bot.store
     real_update = store.update
 
@@ -80,6 +81,10 @@ async def test_crash_between_sending_and_recording_the_result_posts_no_second_me
         return await real_update(job, **changes)
 
     store.update = dies_after_send
+
+
+async def test_crash_between_sending_and_recording_the_result_posts_no_second_message(emu, harness, users, remote):
+    die_right_after_posting_a_result(harness)
     job_id = await run_echo(emu, users["alice"], "crashy")
     await emu.wait_for(lambda: result_messages(emu, job_id), timeout=10)
     await harness.crash()
@@ -93,15 +98,7 @@ async def test_crash_between_sending_and_recording_the_result_posts_no_second_me
 
 
 async def test_after_a_long_outage_our_earlier_result_is_found_not_resent(emu, harness, users):
-    store = harness.bot.store
-    real_update = store.update
-
-    async def dies_after_send(job, **changes):
-        if "result_message_ids" in changes:
-            raise SimulatedCrash()
-        return await real_update(job, **changes)
-
-    store.update = dies_after_send
+    die_right_after_posting_a_result(harness)
     job_id = await run_echo(emu, users["alice"], "outage")
     await emu.wait_for(lambda: result_messages(emu, job_id), timeout=10)
     await harness.crash()

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from bot.config import ScenarioSettings
 from bot.models import Job, JobState, RemotePhase
@@ -22,6 +21,7 @@ from bot.providers.scenario_layers import download_key, layer_filename
 from bot.providers.scenario_upload import MIB, S3_MAX_PARTS, S3_MIN_PART, plan_parts
 from sandbox.media import image_bytes, make_video
 from sandbox.scenario import ScenarioSandbox
+from tests.support.file_host import FileHost
 
 # -- pure parts ------------------------------------------------------------------------------------
 
@@ -56,32 +56,6 @@ def test_layer_names_say_index_and_content():
 # -- against the sandbox ---------------------------------------------------------------------------
 
 
-class FakeDiscordCdn:
-    """Serves test files the way Discord's CDN serves attachments (plain GET)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.base = ""
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_static("/attachments/", self.folder)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/attachments/"
-
-    async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
-
-    def attachment(self, path: Path, content_type: str = "video/mp4") -> dict:
-        return {"url": self.base + path.name, "filename": path.name, "size": path.stat().st_size,
-                "content_type": content_type}
-
-
 @pytest.fixture
 async def sandbox(tmp_path):
     sb = ScenarioSandbox(upload_validate_seconds=0.05, queue_seconds=0.05, warmup_seconds=0.05, run_seconds=0.2,
@@ -95,8 +69,7 @@ async def sandbox(tmp_path):
 async def cdn(tmp_path):
     folder = tmp_path / "discord"
     folder.mkdir()
-    server = FakeDiscordCdn(folder)
-    await server.start()
+    server = await FileHost(folder).start()
     yield server
     await server.stop()
 

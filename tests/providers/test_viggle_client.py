@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from bot.config import ViggleSettings
 from bot.models import Job, JobState, RemotePhase
@@ -19,6 +18,7 @@ from bot.providers.viggle_inputs import viggle_can_fetch
 from bot.providers.viggle_wire import error_for, object_status, parse_error, render_status, unwrap
 from sandbox.media import image_bytes, make_video
 from sandbox.viggle import ViggleSandbox
+from tests.support.file_host import FileHost
 
 GROUP_DANCE = "1c9e7a52-3f6b-4d8a-b2e1-0f9d8c7b6a54"
 _ids = itertools.count(1)
@@ -90,41 +90,6 @@ def test_link_reachability():
 
 # -- against the sandbox ----------------------------------------------------------------------------
 
-class Files:
-    """A stand-in Discord CDN; `refuse_first` answers the first GET of a file 403 (a link Viggle
-    cannot fetch), to exercise the upload fallback."""
-
-    def __init__(self, root: Path) -> None:
-        self.root, self.refuse_first, self.gets = root, set(), []
-        self.runner: web.AppRunner | None = None
-        self.base = ""
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/att/{name}", self._get)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-
-    async def _get(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        self.gets.append(name)
-        if name in self.refuse_first:
-            self.refuse_first.discard(name)
-            return web.Response(status=403)
-        return web.FileResponse(self.root / name)
-
-    def attachment(self, name: str, data: bytes | None = None, query: str = "") -> dict:
-        if data is not None:
-            (self.root / name).write_bytes(data)
-        path = self.root / name
-        ctype = "image/png" if name.endswith(".png") else "video/mp4"
-        return {"url": f"{self.base}/att/{name}{query}", "filename": name, "size": path.stat().st_size,
-                "content_type": ctype}
-
-
 @pytest.fixture
 async def viggle():
     svc = ViggleSandbox(credits=100, character_seconds=0.1, scene_seconds=0.1, render_seconds=0.3)
@@ -137,11 +102,10 @@ async def viggle():
 async def files(tmp_path):
     root = tmp_path / "cdn"
     root.mkdir()
-    server = Files(root)
-    await server.start()
+    server = await FileHost(root).start()
     make_video(root / "dance.mp4", seconds=1.0, width=96, height=64, fps=8)
     yield server
-    await server.runner.cleanup()
+    await server.stop()
 
 
 @pytest.fixture
