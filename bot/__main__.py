@@ -28,15 +28,37 @@ def _need_token(settings) -> str:
     return settings.discord_token.get_secret_value()
 
 
+async def _run(settings, token: str) -> None:
+    """Run until closed; SIGTERM (docker stop) and Ctrl-C close the bot gracefully, so running
+    steps finish and every job stays resumable."""
+    import signal
+
+    from bot.app import VideoBot
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    bot = VideoBot(settings)
+    running = asyncio.create_task(bot.start(token))
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        await bot.close()
+    await running  # surfaces a login failure or a crash
+
+
 def cmd_run(_args) -> int:
-    from bot.app import VideoBot, point_discord_at
+    from bot.app import point_discord_at
     from bot.logs import secret_values, setup_logging
 
     settings = _settings_or_exit()
     token = _need_token(settings)
     setup_logging(settings.log_level, secret_values(settings))
     point_discord_at(settings.discord_api_url, settings.discord_gateway_url)
-    VideoBot(settings).run(token, log_handler=None)
+    asyncio.run(_run(settings, token))
     return 0
 
 
@@ -48,7 +70,10 @@ async def _check(settings) -> int:
 
 
 def cmd_check(_args) -> int:
+    from bot.app import point_discord_at
+
     settings = _settings_or_exit()
+    point_discord_at(settings.discord_api_url, settings.discord_gateway_url)
     return asyncio.run(_check(settings))
 
 

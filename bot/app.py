@@ -71,8 +71,12 @@ class VideoBot(commands.Bot):
         log.info("ready to work: providers %s", ", ".join(self.providers) or "none")
 
     async def close(self) -> None:
+        if getattr(self, "_shutting_down", False):
+            return
+        self._shutting_down = True
         runner = getattr(self, "runner", None)
         if runner is not None:
+            log.info("shutting down: letting running steps finish")
             await runner.stop()
         await super().close()
         for provider in self.providers.values():
@@ -81,3 +85,4 @@ class VideoBot(commands.Bot):
         store = getattr(self, "store", None)
         if store is not None:
             await store.close()
+            log.info("stopped; every unfinished job resumes at the next start")
