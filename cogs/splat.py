@@ -26,7 +26,7 @@ from bot.providers.vid2scene import (
     precheck_attachment,
 )
 from bot.providers.vid2scene_api import valid_job_id
-from bot.providers.vid2scene_status import parse_percent, strip_marker
+from bot.providers.vid2scene_status import SceneDetails, strip_marker
 
 PROVIDER, DISPLAY, KIND = "vid2scene", "vid2scene", "scene"
 _METHOD_LABELS = {"glomap": "GLOMAP (default, fast)", "colmap": "COLMAP (premium)", "vggt": "VGGT (premium)",
@@ -80,26 +80,22 @@ async def _resolve(interaction: discord.Interaction, value: str) -> SceneRef:
     return SceneRef(value.lower(), None)
 
 
-def _embed(body: dict, ref: SceneRef) -> discord.Embed:
-    status = parse_percent(body.get("percent_complete"))
-    raw = str(body.get("status") or "?")
-    embed = discord.Embed(title=_esc(strip_marker(str(body.get("title") or ref.title or "Scene")))[:250],
-                          colour=0x5865F2)
-    state = raw + (f" · {status * 100:.1f}%" if status is not None and raw != "Finished" else "")
-    embed.add_field(name="Status", value=state[:200], inline=False)
-    embed.add_field(name="Visibility", value="public" if body.get("public") else "private", inline=True)
-    files = [k for k in ("spz", "ply") if body.get(f"has_{k}")]
-    embed.add_field(name="Files", value=", ".join(f.upper() for f in files) or "not yet", inline=True)
-    settings = [str(body.get("reconstruction_method") or "glomap")]
-    if body.get("training_max_num_gaussians"):
-        settings.append(f"{int(body['training_max_num_gaussians']):,} gaussians")
-    if body.get("training_num_steps"):
-        settings.append(f"{int(body['training_num_steps']):,} steps")
-    if body.get("remove_background"):
+def _embed(scene: SceneDetails, ref: SceneRef) -> discord.Embed:
+    embed = discord.Embed(title=_esc(scene.title or ref.title or "Scene")[:250], colour=0x5865F2)
+    percent = f" · {scene.percent * 100:.1f}%" if scene.percent is not None and not scene.finished else ""
+    embed.add_field(name="Status", value=(scene.status + percent)[:200], inline=False)
+    embed.add_field(name="Visibility", value="public" if scene.public else "private", inline=True)
+    files = [name for name, present in (("SPZ", scene.has_spz), ("PLY", scene.has_ply)) if present]
+    embed.add_field(name="Files", value=", ".join(files) or "not yet", inline=True)
+    settings = [scene.reconstruction_method]
+    if scene.gaussians:
+        settings.append(f"{scene.gaussians:,} gaussians")
+    if scene.steps:
+        settings.append(f"{scene.steps:,} steps")
+    if scene.remove_background:
         settings.append("background removed")
-    camera = (body.get("camera_data") or {}).get("cameraType") if isinstance(body.get("camera_data"), dict) else None
-    if camera:
-        settings.append(f"{camera} camera")
+    if scene.camera_type:
+        settings.append(f"{scene.camera_type} camera")
     embed.add_field(name="Settings", value=" · ".join(settings)[:1000], inline=False)
     if ref.saved is not None:
         embed.add_field(name="Owner", value=f"<@{ref.saved.owner_id}>", inline=True)
@@ -291,8 +287,8 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
         async def run() -> dict:
             ref = await _resolve(interaction, scene)
             _check_visible(interaction, ref)
-            body, _ = await _provider(interaction).scene(ref.remote_id)
-            return {"embed": _embed(body, ref)}
+            details = await _provider(interaction).scene(ref.remote_id)
+            return {"embed": _embed(details, ref)}
 
         await self._answer(interaction, run)
 
@@ -323,8 +319,7 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
 
         async def run() -> dict:
             ref = await self._changeable(interaction, scene, "change")
-            body = await _provider(interaction).set_public(ref.remote_id, public)
-            now = body.get("public", public)
+            now = (await _provider(interaction).set_public(ref.remote_id, public)).public
             return {"content": f"**{_esc(ref.title)}** is now {'public' if now else 'private'}."}
 
         await self._answer(interaction, run)

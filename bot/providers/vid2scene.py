@@ -29,7 +29,7 @@ from bot.providers.base import (
     job_marker,
 )
 from bot.providers.vid2scene_api import BlobGone, BlobRejected, RemoteScene, UploadTarget, Vid2SceneAPI
-from bot.providers.vid2scene_status import parse_job, strip_marker
+from bot.providers.vid2scene_status import SceneDetails, parse_job, scene_details, strip_marker
 
 MIB = 1 << 20
 #: vid2scene's cap for Pro/Enterprise accounts (MAX_VIDEO_FILE_SIZE_PRO)
@@ -277,18 +277,17 @@ class Vid2SceneProvider(Provider):
         await self.net.close()
 
     # -- scene management for /splat (no job involved) -------------------------------------------
-    async def scene(self, remote_id: str) -> tuple[dict[str, Any], RemoteStatus]:
-        body = await self.api.job(remote_id)
-        return body, parse_job(body)
+    async def scene(self, remote_id: str) -> SceneDetails:
+        return scene_details(await self.api.job(remote_id))
 
     async def scenes(self) -> list[RemoteScene]:
         return await self.api.jobs()
 
-    async def rename(self, remote_id: str, title: str) -> dict[str, Any]:
-        return await self.api.update(remote_id, title=title[:255])
+    async def rename(self, remote_id: str, title: str) -> SceneDetails:
+        return scene_details(await self.api.update(remote_id, title=title[:255]))
 
-    async def set_public(self, remote_id: str, public: bool) -> dict[str, Any]:
-        return await self.api.update(remote_id, public=public)
+    async def set_public(self, remote_id: str, public: bool) -> SceneDetails:
+        return scene_details(await self.api.update(remote_id, public=public))
 
     async def delete_scene(self, remote_id: str) -> bool:
         return await self.api.delete(remote_id)

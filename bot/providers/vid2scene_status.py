@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from bot.models import RemotePhase, RemoteStatus
@@ -130,3 +131,50 @@ def azure_error_code(body: Any) -> str | None:
 def strip_marker(title: str) -> str:
     """A remote title without the `[vb:<job id>]` tag the bot adds for crash recovery."""
     return re.sub(r"\s*\[vb:[a-z0-9]+\]\s*$", "", title or "").strip()
+
+
+@dataclass(frozen=True, slots=True)
+class SceneDetails:
+    """A scene job as /splat shows it, so no cog reads vid2scene's JSON."""
+
+    job_id: str
+    title: str
+    status: str
+    percent: float | None
+    public: bool
+    has_ply: bool
+    has_spz: bool
+    reconstruction_method: str
+    gaussians: int | None
+    steps: int | None
+    remove_background: bool
+    camera_type: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "Finished"
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def scene_details(body: dict[str, Any]) -> SceneDetails:
+    camera = body.get("camera_data")
+    return SceneDetails(
+        job_id=str(body.get("job_id") or ""),
+        title=strip_marker(str(body.get("title") or "")),
+        status=str(body.get("status") or "?"),
+        percent=parse_percent(body.get("percent_complete")),
+        public=bool(body.get("public")),
+        has_ply=bool(body.get("has_ply")),
+        has_spz=bool(body.get("has_spz")),
+        reconstruction_method=str(body.get("reconstruction_method") or "glomap"),
+        gaussians=_int_or_none(body.get("training_max_num_gaussians")),
+        steps=_int_or_none(body.get("training_num_steps")),
+        remove_background=bool(body.get("remove_background")),
+        camera_type=camera.get("cameraType") if isinstance(camera, dict) else None,
+    )

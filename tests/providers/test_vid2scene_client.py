@@ -246,8 +246,10 @@ async def test_scenes_made_elsewhere_with_the_same_key_are_listed(provider, sand
     scenes = await provider.scenes()
     assert [(s.job_id, s.title) for s in scenes] == [(body["job_id"], "from a script")]
     renamed = await provider.rename(body["job_id"], "renamed")
-    assert renamed["title"] == "renamed"
-    assert (await provider.set_public(body["job_id"], True))["public"] is True
+    assert renamed.title == "renamed"
+    assert (await provider.set_public(body["job_id"], True)).public is True
+    details = await provider.scene(body["job_id"])
+    assert (details.title, details.public, details.reconstruction_method) == ("renamed", True, "glomap")
     assert await provider.delete_scene(body["job_id"]) is True
     assert await provider.delete_scene(body["job_id"]) is False
     with pytest.raises(NotFound):
