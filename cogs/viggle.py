@@ -68,13 +68,13 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
         except NotFound:
             await self.bot.store.delete_object(PROVIDER, what, obj.remote_id)
             raise Refusal(f"The {what} “{obj.name}” no longer exists at Viggle.") from None
-        status = str(fresh.get("status") or "pending").lower()
+        status = fresh.status
         if status == "ready":
             data = {**(obj.data or {}), "status": "ready"}
-            if fresh.get("thumbnail_url"):
-                data["thumbnail_url"] = fresh["thumbnail_url"]
-            if fresh.get("duration_seconds"):
-                data["duration"] = fresh["duration_seconds"]
+            if fresh.thumbnail_url:
+                data["thumbnail_url"] = fresh.thumbnail_url
+            if fresh.duration:
+                data["duration"] = fresh.duration
             ready = SavedObject(provider=obj.provider, kind=obj.kind, remote_id=obj.remote_id,
                                 owner_id=obj.owner_id, guild_id=obj.guild_id, name=obj.name, status="ready", data=data)
             await self.bot.store.save_object(ready)
@@ -250,14 +250,13 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
     async def credits(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            body = await self._provider().credits()
+            balance = await self._provider().credits()
         except JobError as exc:
             await self._refuse(interaction, str(exc))
             return
         except ProviderError as exc:
             await self._refuse(interaction, user_message(exc, DISPLAY))
             return
-        balance = body.get("balance", body.get("credits"))
         if balance is None:
             await self._refuse(interaction, "Viggle did not say how many credits are left.")
             return

@@ -27,7 +27,15 @@ from bot.providers.base import (
 )
 from bot.providers.viggle_api import ViggleApi, find_by_marker
 from bot.providers.viggle_inputs import plan_input, spool
-from bot.providers.viggle_wire import error_code, object_status, render_status, safe_text
+from bot.providers.viggle_wire import (
+    ObjectInfo,
+    credit_balance,
+    error_code,
+    object_info,
+    object_status,
+    render_status,
+    safe_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -261,23 +269,20 @@ class ViggleProvider(Provider):
                            guild_id=job.guild_id, name=_display_name(job, final), status=status,
                            data=data)
 
-    async def get_scene(self, scene_id: str) -> dict[str, Any]:
+    async def get_scene(self, scene_id: str) -> ObjectInfo:
         """A scene as Viggle sees it now (for checks at command time)."""
-        body = await self.api.get_scene(scene_id)
-        return body if isinstance(body, dict) else {}
+        return object_info(await self.api.get_scene(scene_id))
 
-    async def get_character(self, character_id: str) -> dict[str, Any]:
-        body = await self.api.get_character(character_id)
-        return body if isinstance(body, dict) else {}
+    async def get_character(self, character_id: str) -> ObjectInfo:
+        return object_info(await self.api.get_character(character_id))
 
-    async def credits(self) -> dict[str, Any]:
-        body = await self.api.credits()
-        return body if isinstance(body, dict) else {}
+    async def credits(self) -> float | None:
+        """The account's balance, or None when Viggle does not say."""
+        return credit_balance(await self.api.credits())
 
     async def check(self) -> str:
-        body = await self.credits()
-        balance = body.get("balance", body.get("credits"))
-        return f"key accepted; {balance} credits" if balance is not None else "key accepted"
+        balance = await self.credits()
+        return f"key accepted; {balance:g} credits" if balance is not None else "key accepted"
 
     async def close(self) -> None:
         await self.net.close()

@@ -7,6 +7,7 @@ Pure functions (no I/O), so every documented shape can be tested without a serve
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from bot.models import RemotePhase, RemoteStatus
@@ -121,6 +122,29 @@ def _number(value: Any) -> float | None:
         return float(value) if value is not None and value != "" else None
     except (TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """A character or scene as a command needs it now (readiness, thumbnail, length)."""
+
+    status: str
+    thumbnail_url: str | None = None
+    duration: float | None = None
+
+
+def object_info(body: Any) -> ObjectInfo:
+    body = unwrap(body)
+    if not isinstance(body, dict):
+        return ObjectInfo("pending")
+    return ObjectInfo(status=str(body.get("status") or "pending").lower(),
+                      thumbnail_url=body.get("thumbnail_url") or None,
+                      duration=_number(body.get("duration_seconds")))
+
+
+def credit_balance(body: Any) -> float | None:
+    body = unwrap(body)
+    return _number(body.get("balance", body.get("credits"))) if isinstance(body, dict) else None
 
 
 def object_status(body: Any, what: str) -> RemoteStatus:
