@@ -193,3 +193,9 @@ async def test_refusals_are_specific_and_spend_nothing(emu, bot, users, viggle, 
     failure = await emu.wait_for(lambda: [m for m in emu.messages() if f"job `{job_id}`" in m.content
                                           and "failed" in m.content], timeout=10)
     assert "out of credits" in failure[0].content
+
+
+async def test_credits_shows_the_balance_privately(emu, bot, users, viggle):
+    viggle.set_credits(37.5)
+    reply = await reply_to(emu, users["alice"], "viggle credits")
+    assert reply.ephemeral and "Viggle credits left: **37.5**" in reply.content
