@@ -137,6 +137,8 @@ class Runner:
                 job = await self._fail(job, user_message(exc, provider.display_name))
             except discord.Forbidden:
                 job = await self._fail(job, "The bot is not allowed to post in this channel any more.")
+            except discord.NotFound:
+                job = await self._fail(job, "The channel this job was started in no longer exists.")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -274,6 +276,9 @@ class Runner:
 
     async def _after_error(self, job: Job, message: str) -> Job:
         current = await self.store.get_job(job.id) or job
+        if current.state is JobState.DELIVERING:
+            # the work is done and paid for: a Discord outage only delays it (backoff capped at 5 min)
+            return await self._retry_later(current, retry_backoff(current.attempts + 1), count=True, error=message)
         if current.attempts + 1 >= self.max_attempts:
             return await self._fail(current, f"Gave up after {current.attempts + 1} attempts. {message}")
         return await self._retry_later(current, retry_backoff(current.attempts + 1), count=True, error=message)

@@ -1,0 +1,119 @@
+"""The runner alone, with a real store and fake delivery: retry budgets and the paid-work rule."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from bot.models import Artifact, Job, JobState, RemoteStatus
+from bot.net import Net
+from bot.providers.base import ProviderLimits, Transient
+from bot.runner import Runner
+from bot.store import Store, new_job_id
+from tests.support.echo import EchoProvider, EchoRemote
+
+
+class FakeDelivery:
+    """Counts what the runner asks of Discord; `outage` sends fail with a dropped connection."""
+
+    def __init__(self, outage: int = 0) -> None:
+        self.outage = outage
+        self.delivered: list[str] = []
+        self.failures: list[str] = []
+
+    def edit_wait(self, job: Job) -> float:
+        return 0.0
+
+    async def sync_status(self, job: Job, *, force: bool = False) -> Job:
+        return job
+
+    async def deliver(self, job: Job) -> Job:
+        if self.outage > 0:
+            self.outage -= 1
+            raise aiohttp.ClientConnectionError("Discord is unreachable")
+        self.delivered.append(job.id)
+        return job
+
+    async def notify_failure(self, job: Job) -> None:
+        self.failures.append(job.id)
+
+
+@pytest.fixture
+async def store(tmp_path):
+    s = await Store.open(tmp_path / "bot.db")
+    yield s
+    await s.close()
+
+
+async def drive_until(runner: Runner, store: Store, job_id: str, done, limit: int = 60) -> Job:
+    """Run the loop, fast-forwarding each backoff by making the job due again."""
+    runner.start()
+    try:
+        for _ in range(limit):
+            job = await store.get_job(job_id)
+            if done(job):
+                return job
+            await store.wake(job_id)
+            runner.wake()
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"not reached; job is {job.state}, attempts {job.attempts}")
+    finally:
+        await runner.stop()
+
+
+def echo_provider(remote: EchoRemote) -> EchoProvider:
+    return EchoProvider(remote, Net(), limits=ProviderLimits(poll_min=0.01, poll_max=0.02))
+
+
+async def test_delivery_outlasts_an_outage_longer_than_the_attempt_budget(store, tmp_path):
+    artifact_path = tmp_path / "result.txt"
+    artifact_path.write_text("done")
+    job = await store.create_job(Job(id=new_job_id(), provider="echo", kind="echo", state=JobState.DELIVERING,
+                                     owner_id=1, channel_id=2, guild_id=3, summary="paid for",
+                                     artifacts=(Artifact(artifact_path, "result.txt"),)))
+    delivery = FakeDelivery(outage=6)
+    provider = echo_provider(EchoRemote())
+    runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool", max_attempts=2)
+    final = await drive_until(runner, store, job.id, lambda j: j.state.is_terminal)
+    assert final.state is JobState.DONE and delivery.delivered == [job.id] and delivery.failures == []
+    await provider.close()
+
+
+async def test_other_steps_give_up_after_the_attempt_budget_and_say_why(store, tmp_path):
+    remote = EchoRemote()
+    remote_job = remote.create("t", "broken", 0, 5)
+    remote.broken_poll_texts.add("broken")
+    job = await store.create_job(Job(id=new_job_id(), provider="echo", kind="echo", state=JobState.RUNNING,
+                                     owner_id=1, channel_id=2, guild_id=3, summary="s", remote_id=remote_job.id))
+    delivery = FakeDelivery()
+    provider = echo_provider(remote)
+    runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool", max_attempts=3)
+    final = await drive_until(runner, store, job.id, lambda j: j.state.is_terminal)
+    assert final.state is JobState.FAILED
+    assert final.last_error.startswith("Gave up after 3 attempts.") and "temporary problem" in final.last_error
+    assert delivery.failures == [job.id]
+    await provider.close()
+
+
+async def test_a_successful_step_clears_earlier_errors(store, tmp_path):
+    remote = EchoRemote()
+    remote_job = remote.create("t", "flaky", 0, 500)
+    provider = echo_provider(remote)
+    real_status = remote.status
+    calls = {"n": 0}
+
+    def flaky(remote_id: str) -> RemoteStatus:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise Transient("blip")
+        return real_status(remote_id)
+
+    remote.status = flaky
+    job = await store.create_job(Job(id=new_job_id(), provider="echo", kind="echo", state=JobState.RUNNING,
+                                     owner_id=1, channel_id=2, guild_id=3, summary="s", remote_id=remote_job.id))
+    runner = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool", max_attempts=3)
+    after = await drive_until(runner, store, job.id, lambda j: calls["n"] >= 2 and j.last_error is None)
+    assert after.attempts == 0 and after.state.is_live
+    await provider.close()
