@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -24,9 +25,12 @@ log = logging.getLogger(__name__)
 
 #: Discord's nonce deduplication lasts a few minutes; past this we search history instead
 NONCE_WINDOW = timedelta(minutes=4)
+#: a new job is stored before its command posts the status card; meanwhile nobody else posts one
+STATUS_GRACE = timedelta(seconds=10)
 MAX_FILES_PER_MESSAGE = 10
 REQUEST_CAP = 25 * 1024 * 1024
 MAX_CONTENT = 2000
+_PART = re.compile(r"\(part (\d+)/\d+\)")
 
 _STATE_WORDS = {
     JobState.ACCEPTED: "Accepted",
@@ -178,23 +182,30 @@ class Delivery:
         if not force and self.edit_wait(job) > 0:
             return job
         now = utcnow()
+        if job.status_message_id is None and now - job.created_at < STATUS_GRACE:
+            return job  # the command is still posting the card itself
         channel = self.client.get_partial_messageable(job.channel_id)
         message_id = job.status_message_id
         try:
             if message_id is None:
-                message = await channel.send(embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none())
-                message_id = message.id
+                message_id = (await self._post_card(channel, embed, view)).id
             else:
                 await channel.get_partial_message(message_id).edit(embed=embed, view=view)
-        except discord.NotFound:
-            message = await channel.send(embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none())
-            message_id = message.id
+        except discord.NotFound:  # someone deleted the card: post a new one
+            message_id = (await self._post_card(channel, embed, view)).id
         except discord.HTTPException as exc:
-            if exc.code != 30046:  # too many edits to an old message: keep going without the edit
+            if exc.code != 30046:
                 raise
-            log.info("job %s: status message is too old to edit again", job.id)
-        return await self.store.update(job, status_fingerprint=fp, status_edited_at=now,
-                                       status_message_id=message_id)
+            if not job.state.is_terminal:  # too many edits to an old message: skip progress edits
+                log.info("job %s: status message is too old to edit again", job.id)
+            else:  # but the end must be seen: a fresh card
+                message_id = (await self._post_card(channel, embed, view)).id
+        await self.store.record_status(job.id, message_id=message_id, fingerprint=fp, edited_at=now)
+        return job.evolve(status_message_id=message_id, status_fingerprint=fp, status_edited_at=now)
+
+    async def _post_card(self, channel: discord.PartialMessageable, embed: discord.Embed,
+                         view: discord.ui.View | None) -> discord.Message:
+        return await channel.send(embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none())
 
     async def deliver(self, job: Job) -> Job:
         """Post every result message not yet recorded; record each id right after sending."""
@@ -251,14 +262,17 @@ class Delivery:
             return sent
         found: dict[int, int] = {}
         marker = f"job `{job.id}`"
-        async for message in channel.history(after=discord.Object(job.status_message_id), limit=200,
-                                             oldest_first=True):
-            if message.author.id != self.client.user.id or marker not in message.content:
-                continue
-            index = 0
-            if total > 1 and "(part " in message.content:
-                index = int(message.content.split("(part ", 1)[1].split("/", 1)[0]) - 1
-            found.setdefault(index, message.id)
+        since = (job.delivery_started_at or job.created_at) - timedelta(minutes=1)
+        try:
+            async for message in channel.history(after=discord.Object(discord.utils.time_snowflake(since)),
+                                                 limit=500, oldest_first=True):
+                if message.author.id != self.client.user.id or marker not in message.content:
+                    continue
+                part = _PART.search(message.content)
+                found.setdefault(int(part.group(1)) - 1 if part else 0, message.id)
+        except discord.Forbidden:  # no Read Message History: rely on the nonce alone
+            log.warning("job %s: cannot read the channel's history to look for earlier results", job.id)
+            return sent
         recovered = list(sent)
         while len(recovered) in found:
             recovered.append(found[len(recovered)])

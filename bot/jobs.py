@@ -20,8 +20,9 @@ from bot.store import Store, new_job_id
 
 log = logging.getLogger(__name__)
 
-#: the job is stored before its status message exists; give the cog this long to post it
-STATUS_GRACE = timedelta(seconds=3)
+#: a new job's first step waits this long for the command to post its status card (it is woken
+#: at once when the card is up)
+FIRST_STEP_DELAY = timedelta(seconds=3)
 
 
 class JobError(Exception):
@@ -73,7 +74,7 @@ class JobService:
         now = utcnow()
         job = Job(id=new_job_id(), provider=provider, kind=kind, state=JobState.ACCEPTED, owner_id=owner,
                   channel_id=interaction.channel_id or 0, guild_id=interaction.guild_id, summary=summary,
-                  params=params, created_at=now, updated_at=now, next_run_at=now + STATUS_GRACE,
+                  params=params, created_at=now, updated_at=now, next_run_at=now + FIRST_STEP_DELAY,
                   deadline_at=now + timedelta(seconds=prov.limits.deadline_for(kind)))
         job = await self.store.create_job(job)
         embed, view, fp = self.delivery.status_payload(job)
@@ -81,11 +82,11 @@ class JobService:
             await interaction.edit_original_response(content=f"Started job `{job.id}`; progress is shown below.")
             message = await interaction.followup.send(embed=embed, view=view, wait=True,
                                                       allowed_mentions=discord.AllowedMentions.none())
-            job = await self.store.update(job, status_message_id=message.id, status_fingerprint=fp,
-                                          status_edited_at=utcnow(), next_run_at=utcnow())
+            await self.store.record_status(job.id, message_id=message.id, fingerprint=fp, edited_at=utcnow(),
+                                           only_if_unset=True)
         except discord.HTTPException:
             log.warning("job %s: could not post the status message; the runner will", job.id)
-            await self.store.wake(job.id)
+        await self.store.wake(job.id)
         self.runner.wake()
         return job
 
@@ -105,8 +106,9 @@ class JobService:
             raise JobError("Only the person who started this job, or a server manager, can cancel it.")
         if job.state.is_terminal:
             return f"Job `{job.id}` is already {job.state}."
-        if job.state is JobState.DELIVERING:
-            return f"Job `{job.id}` has finished and its results are being posted; it can no longer be cancelled."
+        if job.state in (JobState.COLLECTING, JobState.DELIVERING):
+            return (f"Job `{job.id}` has finished and its results are on their way; "
+                    "it can no longer be cancelled.")
         if not await self.store.request_cancel(job.id):
             return f"Job `{job.id}` can no longer be cancelled."
         self.runner.wake()
@@ -137,9 +139,12 @@ class JobService:
                 text = str(exc)
             await reply_private(interaction, text)
         elif action == "refresh":
-            await self.store.wake(job.id)
-            self.runner.wake()
+            if not self.may_act(interaction, job):
+                await reply_private(interaction, "Only the person who started this job, or a server manager, "
+                                                 "can refresh it.")
+                return
             await interaction.response.defer()
+            self.runner.refresh(job)
         elif action == "dl" and key:
             await self._download(interaction, job, key)
 

@@ -42,16 +42,19 @@ _FORWARD = {
     JobState.SUBMITTED: {JobState.RUNNING, JobState.COLLECTING},
     JobState.RUNNING: {JobState.COLLECTING},
     JobState.COLLECTING: {JobState.DELIVERING},
-    JobState.DELIVERING: {JobState.DONE},
+    JobState.DELIVERING: {JobState.DONE, JobState.COLLECTING},  # back to collecting if the spool was lost
 }
 
-#: The life cycle: forward steps, plus failed/cancelled from any live state. Delivering may
-#: still fail (Discord refuses everything) but is never cancelled: the work is already paid for.
+#: once the provider has finished, the results are paid for: no cancelling from here on
+_PAID = {JobState.COLLECTING, JobState.DELIVERING}
+
+#: The life cycle: forward steps, plus failed from any live state and cancelled from any live
+#: state before the results exist.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     state: frozenset(
         _FORWARD.get(state, set())
         | ({JobState.FAILED} if state.is_live else set())
-        | ({JobState.CANCELLED} if state.is_live and state is not JobState.DELIVERING else set())
+        | ({JobState.CANCELLED} if state.is_live and state not in _PAID else set())
     )
     for state in JobState
 }

@@ -18,7 +18,7 @@ from pathlib import Path
 import discord
 
 from bot.delivery import Delivery
-from bot.models import Job, JobState, RemotePhase, RemoteStatus, utcnow
+from bot.models import TRANSITIONS, Job, JobState, RemotePhase, RemoteStatus, utcnow
 from bot.polling import PollBounds, eta_seconds, next_poll_delay, retry_backoff
 from bot.providers.base import (
     AuthFailed,
@@ -41,6 +41,16 @@ FINAL_ERRORS = (InputRejected, AuthFailed, OutOfCredits, NotFound, SubmissionUnk
 NOT_CREATED = (InputRejected, AuthFailed, OutOfCredits, RateLimited)
 
 
+def is_outage(exc: BaseException) -> bool:
+    """A fault that passes by itself (network, timeouts, Discord's 5xx or 429), as opposed to a
+    request that will be refused however often it is sent."""
+    if isinstance(exc, discord.HTTPException):
+        return exc.status >= 500 or exc.status == 429
+    import aiohttp
+
+    return isinstance(exc, aiohttp.ClientConnectionError | TimeoutError | ConnectionError)
+
+
 class Runner:
     """Drives jobs. `wake()` after creating or changing one; `start()`/`stop()` around the bot."""
 
@@ -59,6 +69,7 @@ class Runner:
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._status_dirty: set[str] = set()
+        self._not_before: dict[str, datetime] = {}
         self._status_tasks: dict[str, asyncio.Task[None]] = {}
 
     # -- life -----------------------------------------------------------------------------------
@@ -69,6 +80,21 @@ class Runner:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def refresh(self, job: Job) -> None:
+        """A Refresh click: redraw the card now, and poll early only when that is harmless (not
+        during a backoff or a provider's slow-down, and not more often than the provider's
+        minimum interval), so clicking cannot burn attempts or ignore Retry-After."""
+        self._status_dirty.add(job.id)
+        self._show_soon(job.id)
+        provider = self.providers.get(job.provider)
+        if provider is None or job.attempts or job.last_error or job.id in self._inflight:
+            return
+        now = self.clock()
+        if self._not_before.get(job.provider, now) > now:
+            return
+        if (now - job.updated_at).total_seconds() >= provider.limits.poll_min:
+            asyncio.create_task(self.store.wake(job.id)).add_done_callback(lambda _t: self._wake.set())
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking jobs, let running steps finish for `grace` seconds, then cancel the rest.
@@ -126,13 +152,25 @@ class Runner:
             return
         async with self._limits[job.provider]:
             try:
+                # the copy read by the loop may be stale after waiting for a slot (a cancel, say)
+                job = await self.store.get_job(job.id) or job
+                if not job.state.is_live:
+                    return
+                blocked = (self._not_before.get(job.provider, self.clock()) - self.clock()).total_seconds()
+                if blocked > 0 and job.state is not JobState.DELIVERING:
+                    # the provider said slow down (to another job): its limit covers the whole account
+                    job = await self._retry_later(job, blocked, count=False)
+                    return
                 job = await self._step(job, provider)
                 if job.state.is_live and (job.attempts or job.last_error):
                     job = await self.store.update(job, attempts=0, last_error=None)  # the step worked
             except StaleJob:
                 return  # moved by someone else (a cancel); the next pass reads it afresh
             except RateLimited as exc:
-                job = await self._retry_later(job, max(exc.retry_after, 1.0), count=False)
+                wait = max(exc.retry_after, 1.0)
+                if not exc.local:
+                    self._not_before[job.provider] = self.clock() + timedelta(seconds=wait)
+                job = await self._retry_later(job, wait, count=False)
             except FINAL_ERRORS as exc:
                 job = await self._fail(job, user_message(exc, provider.display_name))
             except discord.Forbidden:
@@ -146,7 +184,7 @@ class Runner:
                     log.warning("job %s: %s step failed: %s", job.id, job.state, exc)
                 else:
                     log.exception("job %s: %s step failed", job.id, job.state)
-                job = await self._after_error(job, user_message(exc, provider.display_name))
+                job = await self._after_error(job, user_message(exc, provider.display_name), outage=is_outage(exc))
         self._show_soon(job.id)
 
     def _show_soon(self, job_id: str) -> None:
@@ -182,9 +220,12 @@ class Runner:
 
     async def _step(self, job: Job, provider: Provider) -> Job:
         now = self.clock()
-        if job.cancel_requested and job.state is not JobState.DELIVERING:
+        if job.cancel_requested and JobState.CANCELLED in TRANSITIONS[job.state]:
             return await self._cancel(job, provider)
-        if job.deadline_at is not None and now > job.deadline_at and job.state is not JobState.DELIVERING:
+        waiting_on_provider = job.state in (JobState.ACCEPTED, JobState.SUBMITTED, JobState.RUNNING) or (
+            job.state is JobState.UPLOADING and job.submit_intent_at is None)
+        if job.deadline_at is not None and now > job.deadline_at and waiting_on_provider:
+            # never once results exist (they are paid for) nor while a submission may exist unrecorded
             return await self._deadline(job, provider)
         workdir = self.spool_dir / job.id
         match job.state:
@@ -202,6 +243,10 @@ class Runner:
                                                    next_run_at=self.clock(), progress=1.0, eta=None,
                                                    queue_position=None)
             case JobState.DELIVERING:
+                if any(a.is_local and not a.path.exists() for a in job.artifacts):
+                    log.warning("job %s: result files are gone from the spool; fetching them again", job.id)
+                    return await self.store.transition(job, JobState.COLLECTING, artifacts=(),
+                                                       next_run_at=self.clock())
                 job = await self.delivery.deliver(job)
                 job = await self.store.transition(job, JobState.DONE, detail=None)
                 await self._show(job)  # the final card is part of the step, not left to the updater
@@ -212,6 +257,9 @@ class Runner:
 
     async def _upload_and_submit(self, job: Job, provider: Provider, workdir: Path) -> Job:
         if job.submit_intent_at is not None:
+            settle = provider.limits.reconcile_settle - (self.clock() - job.submit_intent_at).total_seconds()
+            if settle > 0:  # a timed-out submission may still be landing: look only once it would show
+                raise RateLimited(settle, local=True)
             remote_id = await provider.reconcile(job)
             if remote_id is not None:
                 log.info("job %s: reconciled an earlier submission as %s", job.id, remote_id)
@@ -222,7 +270,10 @@ class Runner:
             workdir.mkdir(parents=True, exist_ok=True)
             data = await provider.upload(job, workdir)
             job = await self.store.update(job, provider_data={**job.provider_data, **data, "_uploaded": True})
-        job = await self.store.update(job, submit_intent_at=self.clock())
+        fresh = await self.store.get_job(job.id) or job
+        if fresh.cancel_requested:  # cancelled while uploading: stop before paying
+            return await self._cancel(fresh, provider)
+        job = await self.store.update(fresh, submit_intent_at=self.clock())
         try:
             remote_id, data = await provider.submit(job)
         except NOT_CREATED:
@@ -252,7 +303,11 @@ class Runner:
                 reason = f"{reason}\nHint: {status.hint}"
             return await self._fail(job.evolve(**fields), reason)
         if status.phase is RemotePhase.CANCELLED:
-            return await self.store.transition(job, JobState.CANCELLED, last_error="Cancelled at the provider.")
+            cancelled = await self.store.transition(job, JobState.CANCELLED, eta=None,
+                                                    last_error=f"Cancelled at {provider.display_name}.")
+            await self._show(cancelled)
+            await self._clean(cancelled)
+            return cancelled
         running_since = job.running_since or (now if status.phase is RemotePhase.RUNNING else None)
         running_for = (now - running_since).total_seconds() if running_since else None
         remaining = eta_seconds(status.progress, running_for)
@@ -274,9 +329,9 @@ class Runner:
         return await self.store.update(current, attempts=attempts, last_error=error,
                                        next_run_at=self.clock() + timedelta(seconds=delay))
 
-    async def _after_error(self, job: Job, message: str) -> Job:
+    async def _after_error(self, job: Job, message: str, *, outage: bool = False) -> Job:
         current = await self.store.get_job(job.id) or job
-        if current.state is JobState.DELIVERING:
+        if current.state is JobState.DELIVERING and outage:
             # the work is done and paid for: a Discord outage only delays it (backoff capped at 5 min)
             return await self._retry_later(current, retry_backoff(current.attempts + 1), count=True, error=message)
         if current.attempts + 1 >= self.max_attempts:

@@ -197,8 +197,14 @@ class Store:
     async def _write(self, job: Job, new: Job) -> Job:
         changed = {n: getattr(new, n) for n in _JOB_COLUMNS if getattr(new, n) != getattr(job, n)}
         changed["updated_at"] = new.updated_at
-        assignments = ", ".join(f"{n} = ?" for n in changed)
-        params = [_to_column(n, v) for n, v in changed.items()] + [job.id, str(job.state)]
+        # a cancel request makes the job due at once; no step may push that back
+        assignments = ", ".join(
+            "next_run_at = CASE WHEN cancel_requested = 1 THEN MIN(next_run_at, ?) ELSE ? END"
+            if n == "next_run_at" else f"{n} = ?" for n in changed)
+        params: list[Any] = []
+        for n, v in changed.items():
+            params += [_to_column(n, v)] * (2 if n == "next_run_at" else 1)
+        params += [job.id, str(job.state)]
         cur = await self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?", params)
         await self._db.commit()
         if cur.rowcount != 1:
@@ -267,8 +273,19 @@ class Store:
         """Flag a live job for cancelling and make it due at once; False when it is not live."""
         cur = await self._db.execute(
             "UPDATE jobs SET cancel_requested = 1, next_run_at = ?, updated_at = ? "
-            "WHERE id = ? AND state NOT IN ('done', 'failed', 'cancelled', 'delivering')",
+            "WHERE id = ? AND state NOT IN ('done', 'failed', 'cancelled', 'collecting', 'delivering')",
             (_ts(now or utcnow()), _ts(utcnow()), job_id))
+        await self._db.commit()
+        return cur.rowcount == 1
+
+    async def record_status(self, job_id: str, *, message_id: int | None, fingerprint: str,
+                            edited_at: datetime, only_if_unset: bool = False) -> bool:
+        """Note what the status message shows. Not guarded by state: the card is bookkeeping beside
+        the life cycle, and a step may move the job while the card is being posted."""
+        guard = " AND status_message_id IS NULL" if only_if_unset else ""
+        cur = await self._db.execute(
+            f"UPDATE jobs SET status_message_id = COALESCE(?, status_message_id), status_fingerprint = ?, "
+            f"status_edited_at = ? WHERE id = ?{guard}", (message_id, fingerprint, _ts(edited_at), job_id))
         await self._db.commit()
         return cur.rowcount == 1
 

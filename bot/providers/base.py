@@ -43,9 +43,12 @@ class NotFound(ProviderError):
 class RateLimited(ProviderError):
     """Slow down; try the same step again after `retry_after` seconds. Not counted as an attempt."""
 
-    def __init__(self, retry_after: float, public: str = "The provider asked us to slow down.") -> None:
+    def __init__(self, retry_after: float, public: str = "The provider asked us to slow down.", *,
+                 local: bool = False) -> None:
         super().__init__(public)
         self.retry_after = max(0.0, float(retry_after))
+        #: a wait of our own making for this job only (not the provider's account-wide limit)
+        self.local = local
 
 
 class Transient(ProviderError):
@@ -65,6 +68,8 @@ class ProviderLimits:
     max_concurrent: int = 4
     deadlines: Mapping[str, float] = field(default_factory=dict)
     default_deadline: float = 3600.0
+    #: after a paid call whose answer was lost, wait this long before looking for the job it made
+    reconcile_settle: float = 60.0
 
     def deadline_for(self, kind: str) -> float:
         return float(self.deadlines.get(kind, self.default_deadline))

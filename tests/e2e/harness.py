@@ -29,7 +29,7 @@ class BotHarness:
         self.providers_factory = providers_factory
         self.extensions = tuple(extensions)
         self.settings_overrides = {"database_path": tmp / "bot.db", "spool_dir": tmp / "spool",
-                                   "status_edit_seconds": 0.0, **settings}
+                                   "status_edit_seconds": 1.0, **settings}
         self.bot: VideoBot | None = None
         self._task: asyncio.Task | None = None
         self.synced = False

@@ -4,6 +4,7 @@ user sees in the channel and what Scenario was asked to do (and paid for)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -44,6 +45,7 @@ async def harness(emu, tmp_path, scenario, bot_options):
         prov.upload_poll_seconds = 0.05
         prov.reconcile_settle_seconds = 1.0
         prov.api.submit_timeout = 0.5
+        prov.limits = dataclasses.replace(prov.limits, reconcile_settle=0.5)
         return {"scenario": prov}
 
     h = BotHarness(emu, tmp_path, providers, extensions=("cogs.jobs", "cogs.layers"), **bot_options)
