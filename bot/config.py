@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 MIB = 1024 * 1024
 
@@ -41,6 +41,13 @@ class _ProviderSection(BaseSettings):
             if minutes <= 0:
                 raise ValueError(f"deadline for {kind!r} must be positive")
         return value
+
+    @model_validator(mode="after")
+    def _deadlines_over_defaults(self) -> _ProviderSection:
+        """Setting one kind's deadline keeps the defaults of the others."""
+        default = type(self).model_fields["deadline_minutes"].get_default(call_default_factory=True)
+        self.deadline_minutes = {**default, **self.deadline_minutes}
+        return self
 
     @property
     def enabled(self) -> bool:
@@ -141,6 +148,13 @@ def _describe(error: ValidationError, prefix: str = "") -> list[str]:
     return lines
 
 
+def _json_variable(error: SettingsError, prefix: str) -> str:
+    """pydantic-settings says 'error parsing value for field "x" from source ...'."""
+    text = str(error)
+    field = text.split('field "', 1)[1].split('"', 1)[0] if 'field "' in text else "a setting"
+    return (prefix + field).upper()
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read the settings, turning pydantic's report into one line per bad variable."""
     problems: list[str] = []
@@ -153,10 +167,16 @@ def load_settings(**overrides: Any) -> Settings:
         except ValidationError as exc:
             problems += _describe(exc, _SECTION_PREFIX[attr])
             sections[attr] = cls.model_construct()  # placeholder, so the rest is still checked
+        except SettingsError as exc:  # a JSON-valued variable that is not JSON
+            problems.append(f"{_json_variable(exc, _SECTION_PREFIX[attr])}: not valid JSON")
+            sections[attr] = cls.model_construct()
     try:
         settings = Settings(**sections, **overrides)
     except ValidationError as exc:
         problems += _describe(exc)
+        settings = None
+    except SettingsError as exc:
+        problems.append(f"{_json_variable(exc, '')}: not valid JSON")
         settings = None
     if problems or settings is None:
         raise ConfigError("Invalid configuration:\n  " + "\n  ".join(problems))

@@ -38,6 +38,20 @@ async def reply_private(interaction: discord.Interaction, text: str | None, **kw
         await interaction.response.send_message(text, ephemeral=True, **kwargs)
 
 
+#: what posting results needs; checked before anything is spent (the status card itself goes out
+#: through the interaction webhook, which needs none of these, so a job could otherwise run and
+#: fail only when its paid results cannot be posted)
+NEEDED = (("send_messages", "Send Messages"), ("embed_links", "Embed Links"), ("attach_files", "Attach Files"),
+          ("read_message_history", "Read Message History"))
+
+
+def missing_permissions(interaction: discord.Interaction) -> list[str]:
+    perms = interaction.app_permissions
+    if interaction.guild_id is None or perms.administrator:
+        return []
+    return [label for attr, label in NEEDED if not getattr(perms, attr)]
+
+
 def is_manager(interaction: discord.Interaction) -> bool:
     perms = getattr(interaction.user, "guild_permissions", None)
     return bool(perms and (perms.manage_guild or perms.administrator))
@@ -65,6 +79,11 @@ class JobService:
         """Store a new job, post its status message, wake the runner. The interaction must have
         been deferred ephemerally; JobError means nothing was created."""
         prov = self.provider(provider, provider)
+        missing = missing_permissions(interaction)
+        if missing:
+            raise JobError("I can't deliver results in this channel: I'm missing the "
+                           f"{', '.join(missing)} permission{'s' if len(missing) > 1 else ''} here. "
+                           "Ask a server manager to grant it, or use another channel.")
         owner = interaction.user.id
         if await self.store.count_live(owner_id=owner) >= self.max_per_user:
             raise JobError(f"You already have {self.max_per_user} jobs running; wait for one to finish or "

@@ -310,15 +310,33 @@ class Runner:
             return cancelled
         running_since = job.running_since or (now if status.phase is RemotePhase.RUNNING else None)
         running_for = (now - running_since).total_seconds() if running_since else None
-        remaining = eta_seconds(status.progress, running_for)
+        progress, running_for = self._pace(job, status, now, running_for, fields)
+        remaining = eta_seconds(progress, running_for)
         fields["eta"] = now + timedelta(seconds=remaining) if remaining is not None else None
         bounds = PollBounds(provider.limits.poll_min, provider.limits.poll_max)
-        delay = next_poll_delay(bounds, phase=status.phase, progress=status.progress,
+        delay = next_poll_delay(bounds, phase=status.phase, progress=progress,
                                 queue_position=status.queue_position, running_for=running_for)
         fields["next_run_at"] = now + timedelta(seconds=delay)
         if job.state is JobState.SUBMITTED and status.phase is RemotePhase.RUNNING:
             return await self.store.transition(job, JobState.RUNNING, **fields)
         return await self.store.update(job, **fields)
+
+    @staticmethod
+    def _pace(job: Job, status: RemoteStatus, now: datetime, running_for: float | None,
+              fields: dict) -> tuple[float | None, float | None]:
+        """Progress and time measured from the first progress we saw, not from zero: after a
+        restart, or when the first poll already shows 60%, the pace since then is what predicts
+        the rest. Returns (progress as a share of what was left then, seconds since then)."""
+        if status.progress is None or status.phase is not RemotePhase.RUNNING:
+            return status.progress, running_for
+        first = job.provider_data.get("_progress0")
+        if first is None:
+            fields["provider_data"] = {**job.provider_data, "_progress0": [status.progress, now.timestamp()]}
+            return None, running_for  # nothing to extrapolate from yet
+        p0, t0 = first
+        if p0 >= 1:
+            return status.progress, running_for
+        return (status.progress - p0) / (1 - p0), now.timestamp() - t0
 
     # -- endings and retries ----------------------------------------------------------------------
     async def _retry_later(self, job: Job, delay: float, *, count: bool, error: str | None = None) -> Job:

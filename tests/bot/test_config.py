@@ -33,7 +33,8 @@ def test_env_and_dotenv_are_read(monkeypatch, tmp_path):
     assert s.viggle.enabled and s.vid2scene.enabled
     assert not s.scenario.enabled  # the secret half is missing
     assert s.upload_limit_bytes == 25 * 1024 * 1024
-    assert s.viggle.deadline_minutes == {"render": 5}
+    assert s.viggle.deadline_minutes["render"] == 5
+    assert s.viggle.deadline_minutes["character"] == 20  # the other kinds keep their defaults
 
 
 def test_bad_values_name_the_variable_and_never_the_secret(monkeypatch):
@@ -48,6 +49,13 @@ def test_bad_values_name_the_variable_and_never_the_secret(monkeypatch):
     assert "VIGGLE_POLL_MIN_SECONDS" in text and "MAX_JOBS_PER_USER" in text
     assert "poll_max_seconds must be at least poll_min_seconds" in text
     assert "sk-do-not-print-me" not in text and "often" not in text
+
+
+def test_json_settings_that_are_not_json_name_the_variable(monkeypatch):
+    monkeypatch.setenv("VIGGLE_DEADLINE_MINUTES", "{render: soon")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "VIGGLE_DEADLINE_MINUTES: not valid JSON" in str(caught.value)
 
 
 def test_log_records_are_masked(caplog):

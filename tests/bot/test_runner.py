@@ -117,3 +117,113 @@ async def test_a_successful_step_clears_earlier_errors(store, tmp_path):
     after = await drive_until(runner, store, job.id, lambda j: calls["n"] >= 2 and j.last_error is None)
     assert after.attempts == 0 and after.state.is_live
     await provider.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        from bot.models import utcnow
+        self.now = utcnow()
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        from datetime import timedelta
+        self.now += timedelta(seconds=seconds)
+
+
+def make_job(**over) -> Job:
+    base = dict(id=new_job_id(), provider="echo", kind="echo", state=JobState.ACCEPTED, owner_id=1, channel_id=2,
+                guild_id=3, summary="s", params={"text": "hi"})
+    base.update(over)
+    return Job(**base)
+
+
+async def test_a_cancel_during_the_upload_stops_before_the_paid_call(store, tmp_path):
+    remote = EchoRemote()
+    provider = echo_provider(remote)
+    uploading = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_upload(job, workdir):
+        uploading.set()
+        await release.wait()
+        return {}
+
+    provider.upload = slow_upload
+    job = await store.create_job(make_job(state=JobState.UPLOADING))
+    runner = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool")
+    step = asyncio.create_task(runner._drive(job))
+    await uploading.wait()
+    assert await store.request_cancel(job.id)
+    release.set()
+    await step
+    final = await store.get_job(job.id)
+    assert final.state is JobState.CANCELLED and remote.submits == 0
+    await provider.close()
+
+
+async def test_a_deadline_passing_while_collecting_keeps_the_paid_result(store, tmp_path):
+    from datetime import timedelta
+
+    from bot.models import utcnow
+    remote = EchoRemote()
+    provider = echo_provider(remote)
+    remote_job = remote.create("t", "late", 0, 0)
+    job = await store.create_job(make_job(state=JobState.COLLECTING, remote_id=remote_job.id,
+                                          provider_data={"_status": {"echo": "LATE"}},
+                                          deadline_at=utcnow() - timedelta(minutes=1)))
+    delivery = FakeDelivery()
+    runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool")
+    final = await drive_until(runner, store, job.id, lambda j: j.state.is_terminal)
+    assert final.state is JobState.DONE and delivery.delivered == [job.id]
+    assert not remote_job.cancelled
+    await provider.close()
+
+
+async def test_a_429_for_one_job_slows_the_providers_other_jobs(store, tmp_path):
+    from bot.providers.base import RateLimited
+    remote = EchoRemote()
+    provider = echo_provider(remote)
+    a, b = remote.create("a", "a", 0, 50), remote.create("b", "b", 0, 50)
+
+    async def poll(job):
+        if job.remote_id == a.id:
+            raise RateLimited(30)
+        return remote.status(job.remote_id)
+
+    provider.poll = poll
+    job_a = await store.create_job(make_job(state=JobState.RUNNING, remote_id=a.id))
+    job_b = await store.create_job(make_job(state=JobState.RUNNING, remote_id=b.id))
+    clock = Clock()
+    runner = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool", clock=clock)
+    await runner._drive(job_a)
+    await runner._drive(await store.get_job(job_b.id))
+    assert remote.poll_calls.get("b") is None  # not asked while the provider said slow down
+    later = await store.get_job(job_b.id)
+    assert (later.next_run_at - clock.now).total_seconds() >= 29 and later.attempts == 0
+    await provider.close()
+
+
+async def test_eta_follows_the_pace_seen_since_the_first_poll_not_since_zero(store, tmp_path):
+    remote = EchoRemote()
+    provider = echo_provider(remote)
+    seen = iter([0.6, 0.7])
+
+    async def poll(job):
+        from bot.models import RemotePhase
+        return RemoteStatus(RemotePhase.RUNNING, progress=next(seen))
+
+    provider.poll = poll
+    clock = Clock()
+    job = await store.create_job(make_job(state=JobState.RUNNING, remote_id="r",
+                                          running_since=clock.now))  # e.g. a restart: running long before
+    runner = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool", clock=clock)
+    clock.advance(3600)
+    await runner._drive(job)
+    assert (await store.get_job(job.id)).eta is None  # one observation: nothing to extrapolate yet
+    clock.advance(10)
+    await runner._drive(await store.get_job(job.id))
+    eta = (await store.get_job(job.id)).eta
+    assert abs((eta - clock.now).total_seconds() - 30) < 0.5  # 10 s per 10 %, 30 % left
+    await provider.close()

@@ -231,3 +231,42 @@ async def test_jobs_list_and_show(emu, harness, users, command):
     assert reply.ephemeral
     text = reply.content + " ".join(str(e) for e in reply.embeds)
     assert job_id in text
+
+
+async def test_a_crash_right_after_the_paid_call_is_reconciled_not_paid_twice(emu, harness, users, remote):
+    async def die_before_the_id_is_recorded(job):
+        raise SimulatedCrash()
+
+    harness.bot.providers["echo"].submit_hook = die_before_the_id_is_recorded
+    job_id = await run_echo(emu, users["alice"], "paid once")
+    await emu.wait_for(lambda: remote.submits == 1, timeout=10)
+    await harness.crash()
+    await harness.start()  # a new instance: its provider has no hook
+    await wait_result(emu, job_id)
+    assert remote.submits == 1
+    job = await harness.bot.store.get_job(job_id)
+    assert job.remote_id == next(iter(remote.jobs))
+
+
+async def test_refresh_is_for_the_owner_and_managers(emu, harness, users, echo_options):
+    echo_options.update(running_polls=400)
+    await harness.restart()
+    job_id = await run_echo(emu, users["alice"], "refresh me")
+    status = await status_message(emu, job_id)
+    click = await emu.click(status, f"job:refresh:{job_id}", user=users["bob"])
+    reply = await click.wait_reply()
+    assert reply.ephemeral and "can refresh it" in reply.content
+    click = await emu.click(status, f"job:refresh:{job_id}", user=users["alice"])
+    await click.wait_ack()
+    assert click.response_type == 6 and not click.failed  # acknowledged silently; the card redraws
+
+
+async def test_a_channel_where_results_cannot_be_posted_is_refused_before_anything_starts(emu, harness, users,
+                                                                                          remote):
+    from sandbox.discord.permissions import ATTACH_FILES, BOT_DEFAULT
+    await emu.set_bot_permissions(emu.channel_id, BOT_DEFAULT & ~ATTACH_FILES)
+    ix = await emu.slash("echo", user=users["alice"], options={"text": "no files here"})
+    reply = await ix.wait_reply()
+    assert reply.ephemeral and "missing the Attach Files permission" in reply.content
+    assert remote.submits == 0
+    assert await harness.bot.store.list_jobs(owner_id=users["alice"]) == []

@@ -75,7 +75,7 @@ class EchoProvider(Provider):
         self.remote = remote
         self.net = net
         self.limits = limits or ProviderLimits(poll_min=0.05, poll_max=0.2, max_concurrent=4,
-                                               deadlines={"echo": 60})
+                                               deadlines={"echo": 60}, reconcile_settle=0.2)
         self.queued_polls, self.running_polls, self.result_bytes = queued_polls, running_polls, result_bytes
         self.submit_hook = None  # an async callable run right after the remote job is created
 
