@@ -229,13 +229,17 @@ class Store:
             extra["running_since"] = now
         return await self._write(job, job.evolve(**{**extra, **changes}, state=state, updated_at=now))
 
+    @staticmethod
+    def due_sql(excluded: int = 0) -> str:
+        """The due-jobs query (served by the partial index `jobs_due`)."""
+        skip = f"AND id NOT IN ({', '.join('?' for _ in range(excluded))})" if excluded else ""
+        return (f"SELECT * FROM jobs WHERE state NOT IN ('done', 'failed', 'cancelled') "
+                f"AND next_run_at <= ? {skip} ORDER BY next_run_at LIMIT ?")
+
     async def due_jobs(self, now: datetime, limit: int = 50, exclude: Iterable[str] = ()) -> list[Job]:
-        """Live jobs whose next step is due, oldest due first (served by the partial index)."""
+        """Live jobs whose next step is due, oldest due first."""
         excluded = list(exclude)
-        skip = f"AND id NOT IN ({', '.join('?' for _ in excluded)})" if excluded else ""
-        sql = (f"SELECT * FROM jobs WHERE state NOT IN ('done', 'failed', 'cancelled') "
-               f"AND next_run_at <= ? {skip} ORDER BY next_run_at LIMIT ?")
-        async with self._db.execute(sql, [_ts(now), *excluded, limit]) as cur:
+        async with self._db.execute(self.due_sql(len(excluded)), [_ts(now), *excluded, limit]) as cur:
             return [_from_row(r) for r in await cur.fetchall()]
 
     async def next_due_at(self, exclude: Iterable[str] = ()) -> datetime | None:
