@@ -114,11 +114,26 @@ def _mib(size: int) -> str:
     return f"{size / 1048576:.1f} MiB"
 
 
+#: room for the notes of one message (links are never cut: extra notes go to another message)
+NOTES_BUDGET = 1500
+MAX_BUTTONS = 25
+
+
 def plan_messages(artifacts: list[Artifact] | tuple[Artifact, ...], limit: int) -> list[MessagePlan]:
     """Fit artifacts into messages: each file under `limit`, at most 10 per message, and each
     request under Discord's cap. What does not fit becomes a link, a Download button, or a note."""
     request_cap = max(REQUEST_CAP, limit)
     plans: list[MessagePlan] = [MessagePlan()]
+    extras = plans[0]  # where notes and buttons for what did not fit go
+
+    def room_for(note: str, button: bool) -> MessagePlan:
+        nonlocal extras
+        used = sum(len(n) + 1 for n in extras.notes)
+        if used + len(note) > NOTES_BUDGET or (button and len(extras.downloads) >= MAX_BUTTONS):
+            extras = MessagePlan()
+            plans.append(extras)
+        return extras
+
     for art in artifacts:
         size = art.size
         if size <= limit and art.is_local:
@@ -128,15 +143,18 @@ def plan_messages(artifacts: list[Artifact] | tuple[Artifact, ...], limit: int) 
                 plans.append(current)
             current.files.append(art)
             continue
-        head = plans[0]
         label = art.description or art.filename
         if art.download_key:
-            head.downloads.append((f"Download {art.filename}"[:80], art.download_key))
-            head.notes.append(f"{label} ({_mib(size)}) is over this server's upload limit: use the button.")
+            note = f"{label} ({_mib(size)}) is over this server's upload limit: use the button."
+            target = room_for(note, button=True)
+            target.downloads.append((f"Download {art.filename}"[:80], art.download_key))
+            target.notes.append(note)
         elif art.link:
-            head.notes.append(f"{label} ({_mib(size)}): <{art.link}>")
+            note = f"{label} ({_mib(size)}): <{art.link}>"
+            room_for(note, button=False).notes.append(note)
         elif not art.optional:
-            head.notes.append(f"{label} ({_mib(size)}) is over this server's upload limit ({_mib(limit)}).")
+            note = f"{label} ({_mib(size)}) is over this server's upload limit ({_mib(limit)})."
+            room_for(note, button=False).notes.append(note)
     return [p for p in plans if p.files or p.notes or p.downloads] or [MessagePlan(notes=["No files."])]
 
 

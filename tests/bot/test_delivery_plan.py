@@ -71,3 +71,13 @@ def test_a_result_left_at_the_provider_is_offered_by_button_never_attached(tmp_p
     (plan,) = plan_messages([remote], 10 * MIB)
     assert plan.files == [] and plan.downloads == [("Download scene.ply", "ply")]
     assert Artifact.from_json(remote.to_json()) == remote
+
+
+def test_many_links_go_to_further_messages_rather_than_being_cut(tmp_path):
+    link = "https://cdn.example/" + "x" * 180 + "?Signature=abc"
+    arts = [art(tmp_path, f"big{i}.mp4", 11 * MIB, link=f"{link}&n={i}") for i in range(12)]
+    plans = plan_messages(arts, 10 * MIB)
+    assert len(plans) > 1
+    notes = [n for p in plans for n in p.notes]
+    assert len(notes) == 12 and all(n.endswith(">") for n in notes)  # every link whole
+    assert all(sum(len(n) + 1 for n in p.notes) <= 1500 for p in plans)
