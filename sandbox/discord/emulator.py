@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.base import Fault, FaultPlan
+
 from . import permissions as P
 from . import wire
 from .cdn import Cdn
@@ -39,7 +41,7 @@ from .interactions import (
 from .limits import REQUEST_CAP
 from .ratelimits import RateLimiter
 from .responses import InteractionRoutes
-from .rest import CALL, BotRoutes, Call, Fault, make_middleware
+from .rest import CALL, BotRoutes, Call, make_middleware
 from .state import Channel, Guild, Message, Snowflakes, StoredFile, User
 from .uploads import Body, read_body
 
@@ -75,7 +77,7 @@ class DiscordEmulator:
         self._interactions: dict[int, Interaction] = {}
         self._by_token: dict[str, Interaction] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}
-        self._faults: list[Fault] = []
+        self.faults = FaultPlan()
         self._event: asyncio.Event | None = None
         self._tasks: set[asyncio.Task] = set()
         self._given_storage = Path(storage_dir) if storage_dir is not None else None
@@ -258,22 +260,13 @@ class DiscordEmulator:
                headers: dict[str, str] | None = None) -> Fault:
         """Answer matching REST calls with `status`/`body` instead of the real route, `times` times
         (None: until cleared). A 429 gets Discord's `Via`, scope and JSON body unless given."""
-        fault = Fault(method.upper(), re.compile(path_regex), status, body, times, dict(headers or {}))
-        self._faults.append(fault)
-        return fault
+        return self.faults.add(method, path_regex, status, body, headers=headers, times=times)
 
     def clear_faults(self) -> None:
-        self._faults.clear()
+        self.faults.clear()
 
     def _take_fault(self, request: web.Request) -> Fault | None:
-        for fault in self._faults:
-            if fault.method in ("*", request.method) and fault.pattern.search(request.path):
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self._faults.remove(fault)
-                return fault
-        return None
+        return self.faults.take(request)
 
     # -- gateway helpers -----------------------------------------------------------------------
     def disconnect_gateway(self) -> asyncio.Task | None:

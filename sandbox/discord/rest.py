@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from sandbox.base import Fault
+
 from . import messages, wire
 from . import permissions as P
 from .commands import GLOBAL, check_app
@@ -48,16 +50,6 @@ class Call:
     json: Any = None
     files: list[tuple[str, int]] = field(default_factory=list)
     status: int = 0
-
-
-@dataclass
-class Fault:
-    method: str
-    pattern: Any
-    status: int
-    body: Any
-    times: int | None
-    headers: dict[str, str]
 
 
 def fault_response(fault: Fault) -> web.Response:
