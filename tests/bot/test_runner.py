@@ -227,3 +227,18 @@ async def test_eta_follows_the_pace_seen_since_the_first_poll_not_since_zero(sto
     eta = (await store.get_job(job.id)).eta
     assert abs((eta - clock.now).total_seconds() - 30) < 0.5  # 10 s per 10 %, 30 % left
     await provider.close()
+
+
+async def test_results_lost_from_the_spool_are_fetched_again_then_delivered(store, tmp_path):
+    remote = EchoRemote()
+    provider = echo_provider(remote)
+    remote_job = remote.create("t", "gone", 0, 0)
+    vanished = Artifact(tmp_path / "spool" / "was-here.txt", "echo.txt")  # e.g. a recreated container
+    job = await store.create_job(make_job(state=JobState.DELIVERING, remote_id=remote_job.id,
+                                          provider_data={"_status": {"echo": "AGAIN"}}, artifacts=(vanished,)))
+    delivery = FakeDelivery()
+    runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool")
+    final = await drive_until(runner, store, job.id, lambda j: j.state.is_terminal)
+    assert final.state is JobState.DONE and delivery.delivered == [job.id]
+    assert [a.filename for a in final.artifacts] == ["echo.txt"] and final.artifacts[0].path != vanished.path
+    await provider.close()
