@@ -23,6 +23,7 @@ class _ProviderSection(BaseSettings):
     """What every provider has: where it is, how often we may poll, how many jobs at once, and how
     long a job of each kind may take before we give up on it (a job can hang upstream forever)."""
 
+    api_key: SecretStr | None = None
     poll_min_seconds: float = Field(3.0, gt=0)
     poll_max_seconds: float = Field(60.0, gt=0)
     max_concurrent: int = Field(4, ge=1, le=64)
@@ -51,39 +52,29 @@ class _ProviderSection(BaseSettings):
 
     @property
     def enabled(self) -> bool:
-        raise NotImplementedError
+        """Switched on by its credentials alone."""
+        return bool(self.api_key and self.api_key.get_secret_value())
 
 
 class ViggleSettings(_ProviderSection):
     model_config = _section("VIGGLE_")
-    api_key: SecretStr | None = None
     base_url: str = "https://apis.viggle.ai"
     poll_min_seconds: float = Field(3.0, gt=0)
     poll_max_seconds: float = Field(30.0, gt=0)
     deadline_minutes: dict[str, float] = Field(
         default_factory=lambda: {"character": 20, "scene": 30, "template": 30, "render": 60, "mix": 60})
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.api_key and self.api_key.get_secret_value())
-
 
 class Vid2SceneSettings(_ProviderSection):
     model_config = _section("VID2SCENE_")
-    api_key: SecretStr | None = None
     base_url: str = "https://vid2scene.com/api/v1"
     poll_min_seconds: float = Field(10.0, gt=0)
     poll_max_seconds: float = Field(120.0, gt=0)
     deadline_minutes: dict[str, float] = Field(default_factory=lambda: {"splat": 8 * 60})
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.api_key and self.api_key.get_secret_value())
-
 
 class ScenarioSettings(_ProviderSection):
     model_config = _section("SCENARIO_")
-    api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
     base_url: str = "https://api.cloud.scenario.com/v1"
     poll_min_seconds: float = Field(3.0, gt=0)
@@ -92,8 +83,7 @@ class ScenarioSettings(_ProviderSection):
 
     @property
     def enabled(self) -> bool:
-        return bool(self.api_key and self.api_key.get_secret_value()
-                    and self.api_secret and self.api_secret.get_secret_value())
+        return super().enabled and bool(self.api_secret and self.api_secret.get_secret_value())
 
 
 class Settings(BaseSettings):
