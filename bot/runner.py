@@ -116,10 +116,6 @@ class Runner:
             task.cancel()
         await asyncio.gather(*self._status_tasks.values(), return_exceptions=True)
 
-    @property
-    def busy(self) -> int:
-        return len(self._inflight)
-
     async def _loop(self) -> None:
         while not self._stopping:
             self._wake.clear()

@@ -21,7 +21,9 @@ from bot.providers.base import NotFound, ProviderError, user_message
 from bot.providers.vid2scene import (
     APRILTAG_RANGE,
     CAMERA_TYPES,
+    GAUSSIANS_RANGE,
     RECONSTRUCTION_METHODS,
+    STEPS_RANGE,
     Vid2SceneProvider,
     precheck_attachment,
 )
@@ -214,8 +216,8 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
     async def create(self, interaction: discord.Interaction, video: discord.Attachment,
                      title: app_commands.Range[str, 1, 200] | None = None, public: bool | None = None,
                      reconstruction_method: str | None = None,
-                     training_max_num_gaussians: app_commands.Range[int, 100_000, 2_000_000] | None = None,
-                     training_num_steps: app_commands.Range[int, 5_000, 40_000] | None = None,
+                     training_max_num_gaussians: app_commands.Range[int, GAUSSIANS_RANGE[0], GAUSSIANS_RANGE[1]] | None = None,
+                     training_num_steps: app_commands.Range[int, STEPS_RANGE[0], STEPS_RANGE[1]] | None = None,
                      apriltag_size_mm: app_commands.Range[float, APRILTAG_RANGE[0], APRILTAG_RANGE[1]] | None = None,
                      remove_background: bool | None = None, camera_type: str | None = None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)

@@ -204,12 +204,12 @@ class Vid2SceneProvider(Provider):
         if spz.stat().st_size <= self.upload_limit:
             return [full]
         try:
-            from bot.media.splat import fit_spz
+            from bot.media.splat import fit_spz_async
         except ImportError:
             return [full]
         small = workdir / f"{name}-reduced-for-discord.spz"
         try:
-            await asyncio.to_thread(fit_spz, spz, small, self.upload_limit)
+            await fit_spz_async(spz, small, self.upload_limit)
         except Exception:  # noqa: BLE001 - the full SPZ still gets its Download button
             return [full]
         if not small.exists() or small.stat().st_size > self.upload_limit:
