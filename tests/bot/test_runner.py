@@ -22,12 +22,21 @@ class FakeDelivery:
         self.outage = outage
         self.delivered: list[str] = []
         self.failures: list[str] = []
+        self.final_cards: list[tuple[str, JobState]] = []
+        self.refusals: list[str] = []
 
     def edit_wait(self, job: Job) -> float:
         return 0.0
 
     async def sync_status(self, job: Job, *, force: bool = False) -> Job:
         return job
+
+    async def show_final(self, job: Job) -> bool:
+        self.final_cards.append((job.id, job.state))
+        return True
+
+    async def notify_cancel_refused(self, job: Job) -> None:
+        self.refusals.append(job.id)
 
     async def deliver(self, job: Job) -> Job:
         if self.outage > 0:
@@ -81,18 +90,60 @@ async def test_delivery_outlasts_an_outage_longer_than_the_attempt_budget(store,
     await provider.close()
 
 
-async def test_other_steps_give_up_after_the_attempt_budget_and_say_why(store, tmp_path):
+async def test_unpaid_steps_give_up_after_the_attempt_budget_and_say_why(store, tmp_path):
     remote = EchoRemote()
-    remote_job = remote.create("t", "broken", 0, 5)
-    remote.broken_poll_texts.add("broken")
-    job = await store.create_job(Job(id=new_job_id(), provider="echo", kind="echo", state=JobState.RUNNING,
-                                     owner_id=1, channel_id=2, guild_id=3, summary="s", remote_id=remote_job.id))
+    provider = echo_provider(remote)
+
+    async def broken_upload(job, workdir):
+        raise Transient("the echo upload host is down")
+
+    provider.upload = broken_upload
+    job = await store.create_job(make_job(state=JobState.UPLOADING))
+    delivery = FakeDelivery()
+    runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool", max_attempts=3)
+    final = await drive_until(runner, store, job.id, lambda j: j.state.is_terminal and not j.finish_pending)
+    assert final.state is JobState.FAILED
+    assert final.last_error.startswith("Gave up after 3 attempts.") and "temporary problem" in final.last_error
+    assert delivery.failures == [job.id] and remote.submits == 0
+    await provider.close()
+
+
+async def test_polls_after_payment_outlast_the_attempt_budget_and_deliver_once(store, tmp_path):
+    remote = EchoRemote()
+    remote_job = remote.create("t", "paid", 0, 2)
+    remote.broken_poll_texts.add("paid")
+    job = await store.create_job(make_job(state=JobState.RUNNING, remote_id=remote_job.id))
     delivery = FakeDelivery()
     provider = echo_provider(remote)
     runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool", max_attempts=3)
-    final = await drive_until(runner, store, job.id, lambda j: j.state.is_terminal)
-    assert final.state is JobState.FAILED
-    assert final.last_error.startswith("Gave up after 3 attempts.") and "temporary problem" in final.last_error
+    during = await drive_until(runner, store, job.id, lambda j: j.attempts >= 10)
+    assert during.state is JobState.RUNNING and "temporary problem" in during.last_error
+    assert delivery.failures == []
+    remote.broken_poll_texts.clear()  # the provider is back
+    final = await drive_until(runner, store, job.id, lambda j: j.state.is_terminal and not j.finish_pending)
+    assert final.state is JobState.DONE and delivery.delivered == [job.id] and delivery.failures == []
+    await provider.close()
+
+
+async def test_an_outage_after_payment_still_ends_at_the_deadline(store, tmp_path):
+    from datetime import timedelta
+
+    remote = EchoRemote()
+    remote_job = remote.create("t", "down", 0, 2)
+    remote.broken_poll_texts.add("down")
+    clock = Clock()
+    job = await store.create_job(make_job(state=JobState.RUNNING, remote_id=remote_job.id,
+                                          deadline_at=clock.now + timedelta(minutes=10)))
+    delivery = FakeDelivery()
+    provider = echo_provider(remote)
+    runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool", max_attempts=3, clock=clock)
+    for _ in range(5):
+        await runner._drive(await store.get_job(job.id))
+    assert (await store.get_job(job.id)).state is JobState.RUNNING
+    clock.advance(11 * 60)
+    await runner._drive(await store.get_job(job.id))
+    final = await store.get_job(job.id)
+    assert final.state is JobState.FAILED and "did not finish within" in final.last_error
     assert delivery.failures == [job.id]
     await provider.close()
 

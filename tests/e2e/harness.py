@@ -10,7 +10,7 @@ from pathlib import Path
 import discord
 
 from bot.app import VideoBot
-from bot.config import Settings
+from bot.config import DEFAULT_COOLDOWNS, Settings
 from sandbox.discord import DiscordEmulator
 
 
@@ -28,8 +28,10 @@ class BotHarness:
         self.tmp = tmp
         self.providers_factory = providers_factory
         self.extensions = tuple(extensions)
+        # cooldowns off unless a test turns them on: tests run commands faster than any person
         self.settings_overrides = {"database_path": tmp / "bot.db", "spool_dir": tmp / "spool",
-                                   "status_edit_seconds": 1.0, **settings}
+                                   "status_edit_seconds": 1.0, "cooldowns": dict.fromkeys(DEFAULT_COOLDOWNS, 0),
+                                   **settings}
         self.bot: VideoBot | None = None
         self._task: asyncio.Task | None = None
         self.synced = False
