@@ -293,3 +293,68 @@ async def test_results_lost_from_the_spool_are_fetched_again_then_delivered(stor
     assert final.state is JobState.DONE and delivery.delivered == [job.id]
     assert [a.filename for a in final.artifacts] == ["echo.txt"] and final.artifacts[0].path != vanished.path
     await provider.close()
+
+
+async def test_the_start_up_sweep_removes_only_spools_no_live_job_uses(store, tmp_path):
+    spool = tmp_path / "spool"
+    live = await store.create_job(make_job(state=JobState.RUNNING, remote_id="r"))
+    owing = await store.create_job(make_job(state=JobState.DONE, finish_pending=("spool",)))
+    finished = await store.create_job(make_job(state=JobState.DONE))
+    for name in (live.id, owing.id, finished.id, "gone1234"):
+        (spool / name).mkdir(parents=True)
+        (spool / name / "input.mp4").write_bytes(b"x" * 1000)
+    (spool / "tmpkeep_download").mkdir()  # not a job's folder
+    runner = Runner(store, {}, FakeDelivery(), spool_dir=spool)
+    assert await runner.sweep_spool() == 2
+    assert sorted(p.name for p in spool.iterdir()) == sorted([live.id, owing.id, "tmpkeep_download"])
+
+
+async def test_a_refused_cancel_keeps_the_job_running_and_says_so_once(store, tmp_path):
+    remote = EchoRemote()
+    provider = EchoProvider(remote, Net(), limits=ProviderLimits(poll_min=0.01, poll_max=0.02), refuse_cancel=True)
+    remote_job = remote.create("t", "keep going", 0, 3)
+    job = await store.create_job(make_job(state=JobState.RUNNING, remote_id=remote_job.id,
+                                          params={"text": "keep going"}))
+    assert await store.request_cancel(job.id)
+    delivery = FakeDelivery()
+    runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool")
+    await runner._drive(await store.get_job(job.id))
+    kept = await store.get_job(job.id)
+    assert kept.state is JobState.RUNNING and kept.cancel_refused_at is not None and not kept.cancel_requested
+    assert await store.count_live(owner_id=kept.owner_id) == 1  # still holds its slot
+    assert delivery.refusals == [job.id] and kept.finish_pending == ()
+    final = await drive_until(runner, store, job.id, lambda j: j.state.is_terminal and not j.finish_pending)
+    assert final.state is JobState.DONE and delivery.delivered == [job.id] and delivery.refusals == [job.id]
+    assert not remote_job.cancelled
+    await provider.close()
+
+
+async def test_finishing_chores_that_fail_are_owed_and_redone_later(store, tmp_path):
+    artifact_path = tmp_path / "spool" / "x" / "result.txt"
+    artifact_path.parent.mkdir(parents=True)
+    artifact_path.write_text("done")
+    job = await store.create_job(make_job(state=JobState.DELIVERING, remote_id="echo-1",
+                                          artifacts=(Artifact(artifact_path, "result.txt"),)))
+
+    class CardOutage(FakeDelivery):
+        down = 2
+
+        async def show_final(self, job: Job) -> bool:
+            if self.down:
+                self.down -= 1
+                raise aiohttp.ClientConnectionError("Discord is unreachable")
+            return await super().show_final(job)
+
+    delivery = CardOutage()
+    clock = Clock()
+    runner = Runner(store, {"echo": echo_provider(EchoRemote())}, delivery, spool_dir=tmp_path / "spool",
+                    clock=clock)
+    await runner._drive(job)
+    ended = await store.get_job(job.id)
+    assert ended.state is JobState.DONE and ended.finish_pending == ("card",)  # the rest was done
+    assert ended.next_run_at > clock.now
+    assert await store.get_object("echo", "echo", "echo-1") is not None
+    for _ in range(2):
+        await runner._drive(await store.get_job(job.id))
+    assert (await store.get_job(job.id)).finish_pending == ()
+    assert delivery.final_cards == [(job.id, JobState.DONE)]
