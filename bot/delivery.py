@@ -275,7 +275,14 @@ class Delivery:
         shown = message.embeds[0] if message.embeds else None
         if shown is None or fingerprint(job, shown) != fingerprint(job, embed):
             log.info("job %s: adopted its earlier status card", job.id)
-            message = await message.edit(embed=embed, view=view)
+            try:
+                message = await message.edit(embed=embed, view=view)
+            except discord.HTTPException as exc:
+                if exc.code != 30046:
+                    raise
+                # too old to edit again: a fresh card, with a nonce of its own
+                message = await channel.send(embed=embed, view=view, nonce=card_nonce(job, message.id),
+                                             allowed_mentions=discord.AllowedMentions.none())
         return message
 
     async def deliver(self, job: Job) -> Job:

@@ -173,7 +173,12 @@ class Runner:
     async def _drive(self, job: Job) -> None:
         provider = self.providers.get(job.provider)
         if job.state.is_terminal:  # only chores are left: they need no provider slot
-            await self._do_chores(job, provider)
+            try:
+                await self._do_chores(job, provider)
+            except StaleJob:
+                pass
+            except Exception:
+                log.exception("job %s: could not do its finishing chores", job.id)
             return
         if provider is None:
             await self._fail(job, f"The {job.provider} service is not configured on this bot any more.")

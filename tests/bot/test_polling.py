@@ -47,3 +47,9 @@ def test_eta_extrapolates_the_average_pace():
 def test_backoff_doubles_and_caps():
     assert [retry_backoff(n) for n in (1, 2, 3, 4)] == [2, 4, 8, 16]
     assert retry_backoff(30) == 300
+
+
+def test_backoff_stays_capped_after_thousands_of_attempts():
+    from bot.polling import retry_backoff
+
+    assert retry_backoff(5000, cap=120) == 120  # a paid job through a days-long outage
