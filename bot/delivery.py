@@ -262,10 +262,12 @@ class Delivery:
         return shown.status_fingerprint == self.status_payload(job)[2]
 
     async def post_card(self, job: Job, channel: discord.abc.Messageable, embed: discord.Embed,
-                        view: discord.ui.View | None, *, replaces: int | None = None) -> discord.Message:
+                        view: discord.ui.View | None, *, replaces: int | None = None,
+                        update: bool = True) -> discord.Message:
         """Post the status card once: with the job's nonce, Discord hands back a card already
         posted (by the command, or before a crash); past the nonce window the channel is searched
-        for it. An adopted card that shows something older is brought up to date."""
+        for it. An adopted card that shows something else is brought up to date, unless `update`
+        is off (the command's first post must never overwrite a newer state the runner showed)."""
         message = None
         if replaces is None and utcnow() - job.created_at > NONCE_WINDOW:
             message = await self._find_own(job, channel, job.created_at, lambda m: shows_job(m, job.id))
@@ -273,7 +275,7 @@ class Delivery:
             message = await channel.send(embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none(),
                                          nonce=card_nonce(job, replaces))
         shown = message.embeds[0] if message.embeds else None
-        if shown is None or fingerprint(job, shown) != fingerprint(job, embed):
+        if update and (shown is None or fingerprint(job, shown) != fingerprint(job, embed)):
             log.info("job %s: adopted its earlier status card", job.id)
             try:
                 message = await message.edit(embed=embed, view=view)

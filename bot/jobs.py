@@ -133,7 +133,7 @@ class JobService:
             await interaction.edit_original_response(content=f"Started job `{job.id}`; progress is shown below.")
             # with the job's nonce: a card the runner posts after a crash here is this same one
             channel = self.delivery.client.get_partial_messageable(job.channel_id)
-            message = await self.delivery.post_card(job, channel, embed, view)
+            message = await self.delivery.post_card(job, channel, embed, view, update=False)
             await self.store.record_status(job.id, message_id=message.id, fingerprint=fp, edited_at=utcnow(),
                                            only_if_unset=True)
         except discord.HTTPException:

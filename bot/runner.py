@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import shutil
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -36,7 +35,7 @@ from bot.providers.base import (
     Transient,
     user_message,
 )
-from bot.store import StaleJob, Store
+from bot.store import StaleJob, Store, looks_like_job_id
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +45,6 @@ FINAL_ERRORS = (InputRejected, AuthFailed, OutOfCredits, NotFound, SubmissionUnk
 NOT_CREATED = (InputRejected, AuthFailed, OutOfCredits, RateLimited)
 #: steps that run after the paid call, on work that exists at the provider
 _PAID_STEPS = (JobState.SUBMITTED, JobState.RUNNING, JobState.COLLECTING)
-#: a job folder in the spool is named by its job id
-_JOB_FOLDER = re.compile(r"^[a-z0-9]{4,16}$")
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -158,7 +155,7 @@ class Runner:
             return 0
         keep = await self.store.live_job_ids()
         orphans = [p for p in self.spool_dir.iterdir()
-                   if p.is_dir() and _JOB_FOLDER.match(p.name) and p.name not in keep]
+                   if p.is_dir() and looks_like_job_id(p.name) and p.name not in keep]
         for path in orphans:
             await asyncio.to_thread(shutil.rmtree, path, True)
         if orphans:

@@ -184,10 +184,17 @@ def _from_row(row: aiosqlite.Row) -> Job:
     return Job(**values)
 
 
+JOB_ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+
 def new_job_id() -> str:
-    """Short, typeable, unguessable enough for a per-guild id: 8 chars of a-z0-9."""
-    alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
-    return "".join(secrets.choice(alphabet) for _ in range(8))
+    """Short, typeable, unguessable enough for a per-guild id: 8 chars of a-z0-9 (no 0/1/i/l/o)."""
+    return "".join(secrets.choice(JOB_ID_ALPHABET) for _ in range(8))
+
+
+def looks_like_job_id(name: str) -> bool:
+    """Whether a name could be one of ours (spool folders are named by job id)."""
+    return len(name) == 8 and all(c in JOB_ID_ALPHABET for c in name)
 
 
 class Store:

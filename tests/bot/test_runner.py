@@ -300,13 +300,13 @@ async def test_the_start_up_sweep_removes_only_spools_no_live_job_uses(store, tm
     live = await store.create_job(make_job(state=JobState.RUNNING, remote_id="r"))
     owing = await store.create_job(make_job(state=JobState.DONE, finish_pending=("spool",)))
     finished = await store.create_job(make_job(state=JobState.DONE))
-    for name in (live.id, owing.id, finished.id, "gone1234"):
+    for name in (live.id, owing.id, finished.id, "qwer2345"):
         (spool / name).mkdir(parents=True)
         (spool / name / "input.mp4").write_bytes(b"x" * 1000)
-    (spool / "tmpkeep_download").mkdir()  # not a job's folder
+    (spool / "tmpkeep2345").mkdir()  # not a job's folder (a download's temporary one)
     runner = Runner(store, {}, FakeDelivery(), spool_dir=spool)
     assert await runner.sweep_spool() == 2
-    assert sorted(p.name for p in spool.iterdir()) == sorted([live.id, owing.id, "tmpkeep_download"])
+    assert sorted(p.name for p in spool.iterdir()) == sorted([live.id, owing.id, "tmpkeep2345"])
 
 
 async def test_a_refused_cancel_keeps_the_job_running_and_says_so_once(store, tmp_path):
