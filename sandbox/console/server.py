@@ -104,8 +104,10 @@ class Console:
         return f"/files/{match.group(1)}/{match.group(2)}" if match else url
 
     def _users(self) -> list[dict]:
-        return [{"id": str(u.id), "name": u.name} for u in self.emu.users.values()
-                if not u.bot and u.id in self.emu.guild.members]
+        """People to act as, in the order they were added; the guild's owner (who may do anything) last."""
+        people = [u for u in self.emu.users.values() if not u.bot and u.id in self.emu.guild.members]
+        people.sort(key=lambda u: u.id == self.emu.guild.owner_id)
+        return [{"id": str(u.id), "name": u.name} for u in people]
 
     # -- pages ---------------------------------------------------------------------------------
     async def page(self, request: web.Request) -> web.Response:

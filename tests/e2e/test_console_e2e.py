@@ -69,6 +69,14 @@ async def splat_bot(emu, tmp_path):
 
 
 @pytest.fixture
+async def note_bot(emu, tmp_path):
+    h = BotHarness(emu, tmp_path, dict, extensions=("tests.support.note_cog",))
+    await h.start()
+    yield h
+    await h.stop()
+
+
+@pytest.fixture
 async def console(emu):
     c = Console(emu)
     await c.start()
@@ -94,6 +102,8 @@ async def test_a_person_runs_a_splat_job_from_the_browser_and_downloads_it(emu, 
 
     # the composer offers the registered commands; the video goes up from the browser
     await run_command(page, "/splat cr", "splat create")
+    await page.click("#send")  # the client refuses a command without its required options
+    await expect(page.locator("#toast")).to_contain_text("required options missing: ['video']")
     await page.set_input_files("[data-option=video] input[type=file]", str(video))
     size = video.stat().st_size
     await expect(page.locator("[data-option=video] .ofile")).to_have_text(f"attached desk.mp4 · {size:,} bytes")
@@ -144,3 +154,22 @@ async def test_a_person_runs_a_splat_job_from_the_browser_and_downloads_it(emu, 
     versions = len(emu.message(int(await card.get_attribute("data-id"))).edits) + 1
     assert f"version {versions} of {versions}" in text and "version 1 of" in text
     assert html.index("Queued (position 1)") < html.index("Training") < html.rindex("State</div><div class=\"fvalue\">Done")
+
+
+async def test_a_person_fills_a_modal_and_picks_from_a_select_menu(emu, note_bot, console, page):
+    emu.add_user("carol")
+    await page.goto(console.url)
+    await expect(page.locator("#user")).to_have_value(str(next(u for u, x in emu.users.items() if x.name == "carol")))
+    await run_command(page, "/no", "note")
+    await page.click("#send")
+    await expect(page.locator("#modal-title")).to_have_text("A note")
+    await page.fill("#modal-fields textarea", "bring <b>snacks</b> @everyone")
+    await page.click("#modal-submit")
+    note = page.locator(".msg", has_text="noted:")
+    await expect(note.locator(".body > .content")).to_have_text("@carol noted: bring <b>snacks</b> @everyone")
+    await expect(note.locator(".used")).to_have_count(0)  # a modal's reply is not a command's
+    await note.locator("select[data-custom-id='note:colour']").select_option("blue")
+    await expect(note.locator(".body > .content")).to_have_text("@carol noted: bring <b>snacks</b> @everyone · colour: blue")
+    await expect(note.locator(".meta .edited")).to_be_visible()
+    sent = next(m for m in emu.messages() if "noted:" in m.content)
+    assert not sent.pinged_everyone and sent.edits[0].content.endswith("@everyone")

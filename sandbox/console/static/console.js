@@ -59,7 +59,12 @@ function place(msg) {
   }
   applyVisibility(el);
   refreshTimes(el);
-  if (nearBottom) channel.scrollTop = channel.scrollHeight;
+  if (nearBottom) {
+    channel.scrollTop = channel.scrollHeight;
+    for (const media of el.querySelectorAll("img,video")) {
+      media.addEventListener("load", () => { channel.scrollTop = channel.scrollHeight; }, {once: true});
+    }
+  }
 }
 
 function relative(unix) {
