@@ -30,6 +30,7 @@ _CHUNK = 256 * 1024
 _STATIC = {"console.js": "text/javascript", "console.css": "text/css", "channel.css": "text/css"}
 _CDN_ID = re.compile(r"/(?:ephemeral-)?attachments/\d+/(\d+)/([^/?]+)")
 MODAL = 9
+NO_BOT = "No bot is connected yet: start it (python -m bot) and try again."
 
 
 def _static(name: str) -> str:
@@ -191,6 +192,8 @@ class Console:
     async def _act(self, action) -> web.Response:
         """Run one user action and answer with what the user would see first: nothing special,
         a modal, or "This interaction failed"."""
+        if self.emu.gateway.current is None:
+            return self._error(NO_BOT, 409)
         try:
             ix = await action()
             await ix.wait_ack(timeout=self.emu.ack_deadline + 1)
@@ -200,8 +203,6 @@ class Console:
             return web.json_response({"failed": "This interaction failed"})
         except (KeyError, ValueError, TypeError) as exc:
             return self._error(f"bad request: {exc}")
-        except RuntimeError:
-            return self._error("No bot is connected yet: start it (python -m bot) and try again.", 409)
         if ix.response_type == MODAL and ix.modal:
             return web.json_response({"modal": ix.modal})
         return web.json_response({"ok": True})
@@ -227,6 +228,8 @@ class Console:
 
     async def autocomplete(self, request: web.Request) -> web.Response:
         data = await self._json(request)
+        if self.emu.gateway.current is None:
+            return self._error(NO_BOT, 409)
         try:
             command = str(data["command"]).strip().lstrip("/")
             focused = str(data["focused"])
@@ -241,8 +244,6 @@ class Console:
             return web.json_response({"failed": "Loading options failed", "choices": []})
         except (KeyError, ValueError, TypeError) as exc:
             return self._error(f"bad request: {exc}")
-        except RuntimeError:
-            return self._error("No bot is connected yet.", 409)
         return web.json_response({"choices": choices})
 
     async def click(self, request: web.Request) -> web.Response:
