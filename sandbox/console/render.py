@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
 
@@ -45,7 +45,6 @@ class Look:
     #: buttons and selects a person can use (the console), or pictures of them (the demo)
     interactive: bool = False
     timeline_open: bool = True
-    _colours: dict[int, str] = field(default_factory=dict)
 
     def name(self, uid: int) -> str:
         return self.names.get(uid, str(uid))
