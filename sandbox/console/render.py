@@ -21,6 +21,8 @@ _IMAGE = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 _VIDEO = (".mp4", ".webm", ".mov")
 _PALETTE = ("#5865f2", "#3ba55c", "#faa61a", "#ed4245", "#eb459e")
 _SELECTS = (3, 5, 6, 7, 8)
+#: a markdown character escaped with a backslash shows as itself (discord.utils.escape_markdown)
+_ESCAPED = re.compile(r"\\([\\_*~`|>#\[\]()-])")
 
 
 def stylesheet() -> str:
@@ -76,7 +78,7 @@ def _when(match: re.Match[str]) -> str:
 
 def plain(text: str, names: dict[int, str]) -> str:
     text = _MENTION.sub(lambda m: "@" + names.get(int(m.group(1)), m.group(1)), text or "")
-    return _TIMESTAMP.sub(_when, text)
+    return _ESCAPED.sub(r"\1", _TIMESTAMP.sub(_when, text))
 
 
 def _text_body(v: Message, names: dict[int, str], indent: str) -> list[str]:
@@ -134,12 +136,14 @@ def _stamp(match: re.Match[str]) -> str:
 
 def _rich(text: str, look: Look) -> str:
     """Discord's markdown subset the bot uses: mentions, timestamps, code, bold, links."""
-    out = html.escape(_MENTION.sub(lambda m: "\x00@" + look.name(int(m.group(1))) + "\x01", text or ""))
+    text = _ESCAPED.sub(lambda m: f"\x02{ord(m.group(1))}\x03", text or "")  # kept out of the markup below
+    out = html.escape(_MENTION.sub(lambda m: "\x00@" + look.name(int(m.group(1))) + "\x01", text))
     out = _STAMP_ESCAPED.sub(_stamp, out)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     out = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
     out = _LINK.sub(_link, out)
     out = out.replace("\x00", '<span class="mention">').replace("\x01", "</span>")
+    out = re.sub(r"\x02(\d+)\x03", lambda m: html.escape(chr(int(m.group(1)))), out)
     return out.replace("\n", "<br>")
 
 
