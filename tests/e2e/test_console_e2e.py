@@ -120,12 +120,13 @@ async def test_a_person_runs_a_splat_job_from_the_browser_and_downloads_it(emu, 
     await expect(card.locator(".body > .embed")).to_contain_text("Done", timeout=20_000)
     shown = [s["card"] for s in await page.evaluate("window.seen")
              if s["id"] == await card.get_attribute("data-id")]
-    queued = next(i for i, t in enumerate(shown) if "Queued (position 1)" in t)
+    # (a slow machine may merge two quick edits into one update; training lasts long enough)
     training = next(i for i, t in enumerate(shown) if "Training" in t and re.search(r"\b\d{1,2}%", t))
-    assert queued < training < len(shown) - 1 and "Done" in shown[-1]
+    assert 0 < training < len(shown) - 1 and "Done" in shown[-1] and len(set(shown)) >= 3
     assert await page.evaluate("window.sameDocument")  # no reload: the edits were pushed
     await card.locator("summary").click()
-    assert "Queued (position 1)" in await card.locator("details.timeline").inner_text()
+    timeline = await card.locator("details.timeline").inner_text()
+    assert timeline.index("Queued (position 1)") < timeline.index("Training") < timeline.rindex("Done")
 
     # the result offers the PLY (too big to attach) behind a button; the link comes privately
     result = page.locator(".msg", has_text="is ready").filter(has=page.locator("code", has_text=job_id))
