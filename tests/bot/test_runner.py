@@ -358,3 +358,36 @@ async def test_finishing_chores_that_fail_are_owed_and_redone_later(store, tmp_p
         await runner._drive(await store.get_job(job.id))
     assert (await store.get_job(job.id)).finish_pending == ()
     assert delivery.final_cards == [(job.id, JobState.DONE)]
+
+
+async def test_an_hour_long_outage_after_payment_polls_at_the_providers_pace_then_delivers_once(store, tmp_path):
+    """Simulated time: every step runs when the job is next due, with the provider down for an hour."""
+    from datetime import timedelta
+
+    remote = EchoRemote()
+    remote_job = remote.create("t", "paid hour", 0, 2)
+    remote.broken_poll_texts.add("paid hour")
+    clock = Clock()
+    start = clock.now
+    provider = EchoProvider(remote, Net(), limits=ProviderLimits(poll_min=3, poll_max=30))
+    job = await store.create_job(make_job(state=JobState.SUBMITTED, remote_id=remote_job.id,
+                                          deadline_at=start + timedelta(hours=2)))
+    delivery = FakeDelivery()
+    runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool", max_attempts=3, clock=clock)
+    waits = []
+    while clock.now - start < timedelta(hours=1):
+        job = await store.get_job(job.id)
+        assert job.state is JobState.SUBMITTED and delivery.failures == []
+        waits.append((job.next_run_at - clock.now).total_seconds())
+        clock.now = max(clock.now, job.next_run_at)
+        await runner._drive(job)
+    assert max(waits) <= 30 and remote.poll_calls["paid hour"] >= 3600 / 30
+    remote.broken_poll_texts.clear()
+    for _ in range(10):
+        job = await store.get_job(job.id)
+        if job.state.is_terminal:
+            break
+        clock.now = max(clock.now, job.next_run_at)
+        await runner._drive(job)
+    assert job.state is JobState.DONE and delivery.delivered == [job.id] and delivery.failures == []
+    await provider.close()
