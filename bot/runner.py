@@ -253,7 +253,9 @@ class Runner:
 
     async def _step(self, job: Job, provider: Provider) -> Job:
         now = self.clock()
-        if job.cancel_requested and JobState.CANCELLED in TRANSITIONS[job.state]:
+        # a submission whose answer was lost may exist (and be paid): find it first, then stop it
+        unrecorded = job.submit_intent_at is not None and job.remote_id is None
+        if job.cancel_requested and JobState.CANCELLED in TRANSITIONS[job.state] and not unrecorded:
             return await self._cancel(job, provider)
         waiting_on_provider = job.state in (JobState.ACCEPTED, JobState.SUBMITTED, JobState.RUNNING) or (
             job.state is JobState.UPLOADING and job.submit_intent_at is None)

@@ -315,9 +315,11 @@ class Store:
     async def _write(self, job: Job, new: Job) -> Job:
         changed = {n: getattr(new, n) for n in _JOB_COLUMNS if getattr(new, n) != getattr(job, n)}
         changed["updated_at"] = new.updated_at
-        # a cancel request makes the job due at once; no step may push that back
+        # a cancel request makes the job due at once; no step may push that back, except the wait
+        # before looking for a submission that may exist unrecorded (it must be found to be stopped)
         assignments = ", ".join(
-            "next_run_at = CASE WHEN cancel_requested = 1 THEN MIN(next_run_at, ?) ELSE ? END"
+            "next_run_at = CASE WHEN cancel_requested = 1 AND (submit_intent_at IS NULL OR remote_id IS NOT NULL) "
+            "THEN MIN(next_run_at, ?) ELSE ? END"
             if n == "next_run_at" else f"{n} = ?" for n in changed)
         params: list[Any] = []
         for n, v in changed.items():

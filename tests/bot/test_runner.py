@@ -391,3 +391,35 @@ async def test_an_hour_long_outage_after_payment_polls_at_the_providers_pace_the
         await runner._drive(job)
     assert job.state is JobState.DONE and delivery.delivered == [job.id] and delivery.failures == []
     await provider.close()
+
+
+@pytest.mark.parametrize("created", [True, False])
+async def test_a_cancel_while_a_submission_may_exist_unrecorded_finds_it_first(store, tmp_path, created):
+
+    from bot.providers.base import job_marker
+
+    remote = EchoRemote()
+    provider = echo_provider(remote)  # waits 60 s before looking for a lost submission
+    clock = Clock()
+    job = await store.create_job(make_job(state=JobState.UPLOADING, submit_intent_at=clock.now,
+                                          provider_data={"_uploaded": True}))
+    if created:  # the paid call went through, its answer was lost
+        remote.create(f"hi {job_marker(job)}", "hi", 0, 50)
+    assert await store.request_cancel(job.id, now=clock.now)
+    runner = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool", clock=clock)
+    await runner._drive(await store.get_job(job.id))
+    waiting = await store.get_job(job.id)
+    assert waiting.state is JobState.UPLOADING  # not cancelled blind, and not due again at once
+    assert (waiting.next_run_at - clock.now).total_seconds() >= 59
+    for _ in range(3):
+        clock.advance(61)
+        current = await store.get_job(job.id)
+        if current.state.is_terminal:
+            break
+        await runner._drive(current)
+    final = await store.get_job(job.id)
+    assert final.state is JobState.CANCELLED
+    assert remote.submits == (1 if created else 0)  # never submitted (again) after the cancel
+    if created:
+        assert final.remote_id and remote.jobs[final.remote_id].cancelled  # found, then stopped
+    await provider.close()
