@@ -126,11 +126,13 @@ class Settings(BaseSettings):
     @field_validator("cooldowns")
     @classmethod
     def _cooldowns_over_defaults(cls, value: dict[str, float]) -> dict[str, float]:
-        """Setting one command's cooldown keeps the others' defaults."""
+        """Setting one command's cooldown keeps the others' defaults; "*" sets every command's."""
         for command, seconds in value.items():
             if not 0 <= seconds <= 86400:
                 raise ValueError(f"cooldown for {command!r} must be between 0 and 86400 seconds")
-        return {**DEFAULT_COOLDOWNS, **{" ".join(k.lower().split()): v for k, v in value.items()}}
+        named = {" ".join(k.lower().split()): v for k, v in value.items()}
+        base = dict.fromkeys(DEFAULT_COOLDOWNS, named["*"]) if "*" in named else dict(DEFAULT_COOLDOWNS)
+        return {**base, **named}
 
     @field_validator("log_level")
     @classmethod

@@ -73,7 +73,7 @@ class JobService:
     def _cooldown_for(self, interaction: discord.Interaction, fallback: str, *,
                       named: str | None = None) -> Cooldown | None:
         command = named or (interaction.command.qualified_name if interaction.command is not None else fallback)
-        seconds = self.cooldowns.get(command, 0.0)
+        seconds = self.cooldowns.get(command, self.cooldowns.get("*", 0.0))
         return Cooldown(interaction.user.id, command, seconds, utcnow()) if seconds > 0 else None
 
     @staticmethod

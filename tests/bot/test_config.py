@@ -73,6 +73,9 @@ def test_cooldowns_are_set_per_command_over_the_defaults(monkeypatch):
     s = load_settings()
     assert s.cooldowns["viggle render"] == 90 and s.cooldowns["splat list"] == 0
     assert s.cooldowns["viggle mix"] == DEFAULT_COOLDOWNS["viggle mix"]
+    monkeypatch.setenv("COOLDOWNS", '{"*": 0, "layers": 45}')  # every command at once, then exceptions
+    s = load_settings()
+    assert s.cooldowns["layers"] == 45 and s.cooldowns["viggle render"] == 0 and s.cooldowns["*"] == 0
 
 
 @pytest.mark.parametrize("value", ['{"viggle render": -1}', "not json"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import discord
 
 from bot.app import VideoBot
-from bot.config import DEFAULT_COOLDOWNS, Settings
+from bot.config import Settings
 from sandbox.discord import DiscordEmulator
 
 
@@ -30,7 +30,7 @@ class BotHarness:
         self.extensions = tuple(extensions)
         # cooldowns off unless a test turns them on: tests run commands faster than any person
         self.settings_overrides = {"database_path": tmp / "bot.db", "spool_dir": tmp / "spool",
-                                   "status_edit_seconds": 1.0, "cooldowns": dict.fromkeys(DEFAULT_COOLDOWNS, 0),
+                                   "status_edit_seconds": 1.0, "cooldowns": {"*": 0},
                                    **settings}
         self.bot: VideoBot | None = None
         self._task: asyncio.Task | None = None
