@@ -300,3 +300,24 @@ async def test_results_split_as_planned_before_a_restart_whatever_the_limit_is_a
     assert [m.content.split("\n")[0].endswith(f"(part {i}/2) · job `{job_id}`") for i, m in
             zip((1, 2), posted, strict=True)] == [True, True]
     assert len(posted[0].attachments) == 10 and [a["filename"] for a in posted[1].attachments] == ["echo-11.txt"]
+
+
+async def test_a_free_look_up_at_the_provider_has_its_cooldown_too(emu, tmp_path, users):
+    sandbox = Vid2SceneSandbox()
+    await sandbox.start()
+    env = sandbox.env_lines()
+    section = Vid2SceneSettings(api_key=env["VID2SCENE_API_KEY"], base_url=env["VID2SCENE_BASE_URL"])
+    h = BotHarness(emu, tmp_path, lambda: {"vid2scene": Vid2SceneProvider(section, Net())},
+                   extensions=("cogs.jobs", "cogs.splat"), cooldowns={"splat list": 60})
+    await h.start()
+    try:
+        first = await (await emu.slash("splat list", user=users["alice"])).wait_reply()
+        assert "no splat scenes yet" in first.content
+        again = await (await emu.slash("splat list", user=users["alice"])).wait_reply()
+        assert again.ephemeral and "you can use `/splat list` again <t:" in again.content
+        other = await (await emu.slash("splat list", user=users["bob"])).wait_reply()
+        assert "no splat scenes yet" in other.content
+        assert len(sandbox.requests_to(r"^/api/v1/jobs/?$", "GET")) == 2  # alice once, bob once
+    finally:
+        await h.stop()
+        await sandbox.stop()
