@@ -451,9 +451,10 @@ class Runner:
                 log.warning("job %s: chore %s cannot be done: %s", job.id, name, exc)
                 done = True
             except Exception as exc:
-                log.warning("job %s: chore %s failed, will try again: %s", job.id, name, exc,
-                            exc_info=not is_outage(exc))
-                done = False
+                # outages are waited out; anything else is tried a few times, then dropped
+                done = not is_outage(exc) and job.state.is_terminal and job.attempts + 1 >= self.max_attempts
+                log.log(logging.ERROR if done else logging.WARNING, "job %s: chore %s failed%s: %s", job.id, name,
+                        ", giving up on it" if done else ", will try again", exc, exc_info=not is_outage(exc))
             if done:
                 fresh = await self.store.get_job(job.id) or job
                 job = await self.store.update(fresh, finish_pending=tuple(c for c in fresh.finish_pending if c != name))

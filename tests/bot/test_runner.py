@@ -423,3 +423,22 @@ async def test_a_cancel_while_a_submission_may_exist_unrecorded_finds_it_first(s
     if created:
         assert final.remote_id and remote.jobs[final.remote_id].cancelled  # found, then stopped
     await provider.close()
+
+
+async def test_a_chore_that_keeps_failing_for_a_bug_is_dropped_after_the_attempt_budget(store, tmp_path):
+    job = await store.create_job(make_job(state=JobState.DONE, remote_id="echo-9", finish_pending=("saved", "spool")))
+    provider = echo_provider(EchoRemote())
+
+    def broken(job):
+        raise ValueError("a bug in saved_object")
+
+    provider.saved_object = broken
+    clock = Clock()
+    runner = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool", max_attempts=3,
+                    clock=clock)
+    for _ in range(2):
+        await runner._drive(await store.get_job(job.id))
+        assert (await store.get_job(job.id)).finish_pending == ("saved",)
+    await runner._drive(await store.get_job(job.id))
+    assert (await store.get_job(job.id)).finish_pending == ()
+    await provider.close()
