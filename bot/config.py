@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 MIB = 1024 * 1024
@@ -74,8 +74,14 @@ class Vid2SceneSettings(_ProviderSection):
 
 
 class ScenarioSettings(_ProviderSection):
+    """`SCENARIO_SDK_API_KEY`/`SCENARIO_SDK_API_SECRET` (the names in Scenario's own SDK docs) are
+    read too, so an operator who followed Scenario's instructions is not silently switched off."""
+
     model_config = _section("SCENARIO_")
-    api_secret: SecretStr | None = None
+    api_key: SecretStr | None = Field(None, validation_alias=AliasChoices(
+        "api_key", "SCENARIO_API_KEY", "SCENARIO_SDK_API_KEY"))
+    api_secret: SecretStr | None = Field(None, validation_alias=AliasChoices(
+        "api_secret", "SCENARIO_API_SECRET", "SCENARIO_SDK_API_SECRET"))
     base_url: str = "https://api.cloud.scenario.com/v1"
     poll_min_seconds: float = Field(3.0, gt=0)
     poll_max_seconds: float = Field(30.0, gt=0)

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,8 +26,10 @@ from bot.providers.base import (
     Provider,
     ProviderError,
     ProviderLimits,
+    ReconcileUnknown,
     Transient,
-    job_marker,
+    has_exact_marker,
+    marked_name,
 )
 from bot.providers.vid2scene_api import BlobGone, BlobRejected, RemoteScene, UploadTarget, Vid2SceneAPI
 from bot.providers.vid2scene_status import SceneDetails, parse_job, scene_details, strip_marker
@@ -37,6 +40,9 @@ MAX_VIDEO_BYTES = 1 << 30
 #: our own cap: a longer walk-around rarely helps a splat and takes hours to train
 MAX_VIDEO_SECONDS = 10 * 60
 MIN_VIDEO_SECONDS = 1.0
+#: our own floors (vid2scene publishes none): a reconstruction needs many, reasonably sharp views
+MIN_VIDEO_SIDE = 100
+MIN_VIDEO_FRAMES = 8
 VIDEO_FORMATS = frozenset({"mp4", "mov", "webm", "mkv", "avi"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".qt"})
 _CONTENT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "webm": "video/webm", "mkv": "video/x-matroska",
@@ -51,6 +57,10 @@ APRILTAG_RANGE = (1.0, 1000.0)
 #: the largest upload limit any Discord server can have (boost tier 3); a bigger PLY is never fetched
 DISCORD_MAX_UPLOAD = 100 * MIB
 TITLE_MAX = 200
+#: allowed difference between our clock and vid2scene's when comparing creation times
+RECONCILE_SKEW = timedelta(minutes=5)
+_UNSURE = ("{why}, so the bot cannot tell whether vid2scene received this job. It was not submitted again, "
+           "to avoid paying twice; it may still have used a credit. Check `/splat list` before running it again.")
 OPTION_KEYS = ("public", "reconstruction_method", "training_max_num_gaussians", "training_num_steps",
                "apriltag_size_mm", "remove_background", "camera_type")
 
@@ -72,6 +82,15 @@ def precheck_attachment(filename: str, size: int | None, content_type: str | Non
     if size is not None and size == 0:
         return "The video file is empty."
     return None
+
+
+def _parse_time(text: Any) -> datetime | None:
+    """DRF's timestamps carry an offset (`...-08:00`); a naive one is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def _clean_name(name: str) -> str:
@@ -110,7 +129,8 @@ class Vid2SceneProvider(Provider):
         try:
             info = await probe_video_async(spool)
             check_video(info, max_bytes=MAX_VIDEO_BYTES, max_seconds=MAX_VIDEO_SECONDS,
-                        min_seconds=MIN_VIDEO_SECONDS, formats=VIDEO_FORMATS, service="vid2scene")
+                        min_seconds=MIN_VIDEO_SECONDS, min_side=MIN_VIDEO_SIDE, min_frames=MIN_VIDEO_FRAMES,
+                        formats=VIDEO_FORMATS, service="vid2scene")
         except MediaError as exc:
             raise InputRejected(str(exc)) from None
         extension = info.container if info.container in VIDEO_FORMATS else "mp4"
@@ -135,7 +155,7 @@ class Vid2SceneProvider(Provider):
         params = job.params
         title = (params.get("title") or Path((params.get("video") or {}).get("filename", "")).stem or "scene")
         title = str(title).strip()[:TITLE_MAX]
-        payload: dict[str, Any] = {"blob_name": blob_name, "title": f"{title} {job_marker(job)}"}
+        payload: dict[str, Any] = {"blob_name": blob_name, "title": marked_name(title, job)}
         for key in OPTION_KEYS:
             if params.get(key) is not None:
                 payload[key] = params[key]
@@ -163,9 +183,24 @@ class Vid2SceneProvider(Provider):
                                                                              "scene_status")}
 
     async def reconcile(self, job: Job) -> str | None:
-        marker = job_marker(job)
-        scenes = await self.api.jobs()
-        return next((s.job_id for s in scenes if marker in s.title), None)
+        """The scene an unanswered submit may have made: its title must be in our exact full form
+        for this job (see `has_exact_marker`) and it must have been uploaded after the job was
+        created. "Not created" only after the whole list was read; otherwise "unknown"."""
+        try:
+            scenes, complete = await self.api.scan_jobs()
+            for scene in scenes:
+                if not has_exact_marker(scene.title, job):
+                    continue
+                uploaded = _parse_time((await self.api.job(scene.job_id)).get("uploaded_at"))
+                if uploaded is None or uploaded >= job.created_at - RECONCILE_SKEW:
+                    return scene.job_id
+        except (Transient, NotFound) as exc:
+            raise ReconcileUnknown(_UNSURE.format(why="vid2scene's scene list could not be read"),
+                                   retry_after=60) from exc
+        if not complete:
+            raise ReconcileUnknown(_UNSURE.format(why="vid2scene's scene list could not be read to the end"),
+                                   retry_after=60)
+        return None
 
     # -- poll ------------------------------------------------------------------------------------
     async def poll(self, job: Job) -> RemoteStatus:

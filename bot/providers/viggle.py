@@ -18,14 +18,17 @@ from bot.media.transcode import first_frame_jpeg_async
 from bot.models import Artifact, Job, RemoteStatus, SavedObject
 from bot.net import Net
 from bot.providers.base import (
+    AuthFailed,
     InputRejected,
     NotFound,
     Provider,
     ProviderLimits,
+    SubmissionUnknown,
     Transient,
     job_marker,
+    marked_name,
 )
-from bot.providers.viggle_api import ViggleApi, find_by_marker
+from bot.providers.viggle_api import RENDER_CHECK, ViggleApi, find_by_marker
 from bot.providers.viggle_inputs import plan_input, spool
 from bot.providers.viggle_wire import (
     ObjectInfo,
@@ -105,7 +108,7 @@ class ViggleProvider(Provider):
     async def _submit(self, job: Job, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         p = job.params
         label = p.get("name") or (f"Template {p['template_id'][:8]}" if job.kind == "template" else job.kind)
-        marked = f"{label} {job_marker(job)}"
+        marked = marked_name(label, job)
         if job.kind == "character":
             src = inputs["image"]
             body = await self.api.create_character(marked, image=_path(src), image_url=src.get("url"))
@@ -153,13 +156,14 @@ class ViggleProvider(Provider):
 
     async def reconcile(self, job: Job) -> str | None:
         """Characters and scenes can be listed and carry our marker in their name; renders cannot
-        be listed at all, so their outcome stays unknown (the engine's default refusal)."""
-        marker = job_marker(job)
+        be listed at all (and Viggle's `/api` offers no idempotency key), so their outcome is
+        unknown: the user is told plainly that it may have been charged and how to check."""
         if job.kind == "character":
-            return await find_by_marker(self.api.list_characters, "characters", marker)
+            return await find_by_marker(self.api.list_characters, "characters", job)
         if job.kind in ("scene", "template"):
-            return await find_by_marker(self.api.list_scenes, "scenes", marker)
-        return await super().reconcile(job)
+            return await find_by_marker(self.api.list_scenes, "scenes", job)
+        raise SubmissionUnknown("The bot was interrupted while starting this render, and Viggle offers no way "
+                                f"to look a render up afterwards, so it was not started again. {RENDER_CHECK}")
 
     # -- poll / collect -----------------------------------------------------------------------
     async def poll(self, job: Job) -> RemoteStatus:
@@ -181,16 +185,37 @@ class ViggleProvider(Provider):
             cdn = data.get("cdn_url")
         if not cdn:
             raise Transient("Viggle reported the render complete but gave no video link yet.")
-        artifacts = [await self._video(cdn, workdir / f"viggle-{job.id}.mp4", "the rendered video")]
+        artifacts = [await self._video(job, "cdn_url", cdn, workdir / f"viggle-{job.id}.mp4", "the rendered video")]
         mask = data.get("mask_cdn_url")
         if mask:
-            artifacts.append(await self._video(mask, workdir / f"viggle-{job.id}-mask.mp4",
+            artifacts.append(await self._video(job, "mask_cdn_url", mask, workdir / f"viggle-{job.id}-mask.mp4",
                                                "the mask video (white = character)"))
         return artifacts
 
-    async def _video(self, url: str, dest: Path, description: str) -> Artifact:
-        await self.net.download(url, dest)
-        return Artifact(path=dest, filename=dest.name, description=description, link=url)
+    async def _video(self, job: Job, key: str, url: str, dest: Path, description: str) -> Artifact:
+        """Download a render file. A CDN link that is refused (403) or gone (expired) is not our
+        key's fault: ask Viggle for a fresh link (poll again; for the video itself, the
+        authenticated download endpoint) before giving up, and then only for now (Transient)."""
+        try:
+            await self.net.download(url, dest)
+            return Artifact(path=dest, filename=dest.name, description=description, link=url)
+        except (AuthFailed, NotFound) as exc:
+            log.info("job %s: Viggle's %s was refused (%s); asking for a fresh one", job.id, key, exc)
+        fresh = render_status(await self.api.render_status(job.remote_id or "")).data.get(key)
+        if fresh and fresh != url:
+            try:
+                await self.net.download(fresh, dest)
+                return Artifact(path=dest, filename=dest.name, description=description, link=fresh)
+            except (AuthFailed, NotFound) as exc:
+                log.info("job %s: the fresh %s was refused too (%s)", job.id, key, exc)
+        if key == "cdn_url":
+            try:
+                await self.api.download_render(job.remote_id or "", dest)
+                return Artifact(path=dest, filename=dest.name, description=description, link=fresh or url)
+            except (AuthFailed, NotFound) as exc:
+                log.info("job %s: Viggle's download endpoint refused too (%s)", job.id, exc)
+        raise Transient("Viggle's download link for the finished render was refused (it may have expired); "
+                        "the bot will ask for a new one.")
 
     async def _object_card(self, job: Job, data: dict[str, Any], workdir: Path) -> Artifact:
         """The saved character/scene, announced with its thumbnail (or a short card without one)."""

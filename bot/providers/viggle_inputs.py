@@ -23,6 +23,10 @@ MAX_VIDEO_BYTES = 500 * MIB
 MAX_IMAGE_BYTES = 30 * MIB
 MAX_VIDEO_SECONDS = 300
 MAX_SIDE = 4096
+#: our own floors (Viggle publishes only maxima): a person must be visible and moving
+MIN_VIDEO_SIDE = 64
+MIN_VIDEO_FRAMES = 4
+MIN_IMAGE_SIDE = 64
 VIDEO_FORMATS = ("mp4", "mov", "webm", "avi")
 IMAGE_FORMATS = ("PNG", "JPEG")
 #: a Discord link must stay valid this long for Viggle to fetch it from its queue
@@ -81,11 +85,15 @@ async def spool(net: Net, attachment: dict[str, Any], dest_dir: Path, kind: str)
         if kind == "video":
             info = await probe_video_async(dest)
             check_video(info, max_bytes=MAX_VIDEO_BYTES, max_seconds=MAX_VIDEO_SECONDS, max_side=MAX_SIDE,
-                        formats=VIDEO_FORMATS, service="Viggle")
+                        min_side=MIN_VIDEO_SIDE, min_frames=MIN_VIDEO_FRAMES, formats=VIDEO_FORMATS,
+                        service="Viggle")
         else:
             image = await probe_image_async(dest)
             if image.format not in IMAGE_FORMATS:
                 raise MediaError(f"The image is {image.format}; Viggle accepts PNG or JPG.")
+            if min(image.width, image.height) < MIN_IMAGE_SIDE:
+                raise MediaError(f"The image is only {image.width}×{image.height}; Viggle needs at least "
+                                 f"{MIN_IMAGE_SIDE} px on the shorter side to see the character.")
     except MediaError as exc:
         raise InputRejected(str(exc)) from exc
     if kind == "image" and dest.suffix not in (".png", ".jpg", ".jpeg"):

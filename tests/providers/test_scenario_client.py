@@ -14,7 +14,7 @@ import pytest
 from bot.config import ScenarioSettings
 from bot.models import Job, JobState, RemotePhase
 from bot.net import Net
-from bot.providers.base import AuthFailed, InputRejected, RateLimited, Transient
+from bot.providers.base import AuthFailed, InputRejected, RateLimited, ReconcileUnknown, Transient
 from bot.providers.scenario import ScenarioProvider
 from bot.providers.scenario_api import safe_message
 from bot.providers.scenario_layers import download_key, layer_filename
@@ -200,7 +200,7 @@ async def test_5xx_on_generate_is_transient_and_reconcile_says_not_created(provi
         await provider.submit(job)
     assert sandbox.paid_jobs == 0
     provider.reconcile_settle_seconds = 30.0
-    with pytest.raises(RateLimited):  # too soon to be sure: look again later, do not resubmit yet
+    with pytest.raises(ReconcileUnknown):  # too soon to be sure: look again later, do not resubmit yet
         await provider.reconcile(job)
     provider.reconcile_settle_seconds = 0.0
     assert await provider.reconcile(job) is None

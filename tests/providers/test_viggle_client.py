@@ -221,9 +221,9 @@ async def test_template_then_multi_person_render_posts_mp4(provider, viggle, fil
     assert all(a.link and a.path.stat().st_size > 0 for a in arts)
     sent = viggle.jobs[render.remote_id]
     assert sent.character_ids == [alice, alice]
-    # status was polled without the key
+    # status polls send the key (the docs disagree on whether it is needed; it is harmless)
     polls = viggle.requests_to(r"^/api/render/job_", "GET")
-    assert polls and all("Authorization" not in r.headers for r in polls)
+    assert polls and all(r.headers.get("Authorization") == f"Bearer {viggle.api_key}" for r in polls)
 
 
 async def test_mix_with_solid_colour_in_one_go(provider, viggle, files, tmp_path):
@@ -285,11 +285,15 @@ async def test_paid_post_is_sent_once_and_reconcile_finds_characters_not_renders
                                                                                   tmp_path):
     viggle.faults.add("POST", r"^/api/render$", 502, {"detail": "Bad gateway"})
     job = make_job("render", scene_id="s", character_id="c")
-    with pytest.raises(Transient):
+    with pytest.raises(SubmissionUnknown) as info:  # said as what it is, at once: renders cannot be looked up
         await provider.submit(job.evolve(provider_data={"inputs": {}}))
+    assert "server error (HTTP 502) when starting the render" in info.value.public
+    assert "may have been charged" in info.value.public and "/viggle credits" in info.value.public
+    assert "restarted" not in info.value.public
     assert len(viggle.requests_to(r"^/api/render$", "POST")) == 1
-    with pytest.raises(SubmissionUnknown):
+    with pytest.raises(SubmissionUnknown) as info:
         await provider.reconcile(job)
+    assert "may have been charged" in info.value.public
 
     att = files.attachment("r.png", image_bytes(64, 64))
     char_job = make_job("character", name="Rita", image=att)
