@@ -17,14 +17,16 @@ from discord.ext import commands
 
 from bot.jobs import JobError, is_manager, reply_private
 from bot.models import SavedObject
-from bot.providers.base import NotFound, ProviderError, user_message
+from bot.providers.base import NotFound, ProviderError, strip_markers, user_message
 from bot.providers.vid2scene import (
     APRILTAG_RANGE,
     CAMERA_TYPES,
     GAUSSIANS_RANGE,
     RECONSTRUCTION_METHODS,
     STEPS_RANGE,
+    VIDEO_METHODS,
     Vid2SceneProvider,
+    method_refusal,
     precheck_attachment,
 )
 from bot.providers.vid2scene_api import valid_job_id
@@ -211,7 +213,7 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
         remove_background="Cut away the background around the subject",
         camera_type="How the video was filmed: orbiting the subject, or a drone flight")
     @app_commands.choices(
-        reconstruction_method=[app_commands.Choice(name=_METHOD_LABELS[m], value=m) for m in RECONSTRUCTION_METHODS],
+        reconstruction_method=[app_commands.Choice(name=_METHOD_LABELS[m], value=m) for m in VIDEO_METHODS],
         camera_type=[app_commands.Choice(name=c, value=c) for c in CAMERA_TYPES])
     async def create(self, interaction: discord.Interaction, video: discord.Attachment,
                      title: app_commands.Range[str, 1, 200] | None = None, public: bool | None = None,
@@ -222,8 +224,10 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
                      remove_background: bool | None = None, camera_type: str | None = None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         problem = precheck_attachment(video.filename, video.size, video.content_type)
-        if reconstruction_method is not None and reconstruction_method not in RECONSTRUCTION_METHODS:
-            problem = f"Unknown reconstruction method; choose one of {', '.join(RECONSTRUCTION_METHODS)}."
+        if reconstruction_method is not None and reconstruction_method not in VIDEO_METHODS:
+            problem = (method_refusal(reconstruction_method) if reconstruction_method in RECONSTRUCTION_METHODS
+                       else f"Unknown reconstruction method; choose one of {', '.join(VIDEO_METHODS)}.")
+        title = strip_markers(title) if title is not None else None
         if camera_type is not None and camera_type not in CAMERA_TYPES:
             problem = "The camera type must be `orbital` or `drone`."
         if title is not None and not title.strip():
@@ -302,15 +306,16 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
 
         async def run() -> dict:
             ref = await self._changeable(interaction, scene, "rename")
-            if not title.strip():
+            new = strip_markers(title)
+            if not new:
                 raise JobError("The title cannot be blank.")
             tag = ""
             if ref.saved and (ref.saved.data or {}).get("job_id"):
                 tag = f" [vb:{ref.saved.data['job_id']}]"  # keep the crash-recovery marker
-            await _provider(interaction).rename(ref.remote_id, title.strip() + tag)
+            await _provider(interaction).rename(ref.remote_id, new + tag)
             if ref.saved:
-                await self.bot.store.save_object(SavedObject(**{**_fields(ref.saved), "name": title.strip()}))
-            return {"content": f"Renamed **{_esc(ref.title)}** to **{_esc(title.strip())}**."}
+                await self.bot.store.save_object(SavedObject(**{**_fields(ref.saved), "name": new}))
+            return {"content": f"Renamed **{_esc(ref.title)}** to **{_esc(new)}**."}
 
         await self._answer(interaction, run)
 

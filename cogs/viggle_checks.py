@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.models import SavedObject
+from bot.providers.base import strip_markers
 
 MIB = 1024 * 1024
 MODELS = ("V4_Preview", "V3_Preview")
@@ -24,6 +25,15 @@ MAX_VIDEO_BYTES = 500 * MIB
 
 class Refusal(Exception):
     """A reason to refuse a command, phrased for the user."""
+
+
+def clean_name(value: str | None, what: str) -> str:
+    """A user's name for a character or scene: whitespace collapsed, anything looking like the
+    bot's crash-recovery marker removed (it must not be forgeable), and never blank."""
+    name = " ".join(strip_markers(value or "").split())
+    if not name:
+        raise Refusal(f"The {what} needs a name: it cannot be blank or only spaces.")
+    return name
 
 
 def attachment_params(att: Any) -> dict[str, Any]:

@@ -50,6 +50,9 @@ _CONTENT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "webm": "video/w
 #: blobs older than 60 minutes are refused at submit; re-upload a little before that
 BLOB_MAX_AGE = 50 * 60
 RECONSTRUCTION_METHODS = ("glomap", "colmap", "vggt", "quest", "generate_lod")
+#: what works from a video: vid2scene's server takes `quest` only with a Quest capture zip and
+#: `generate_lod` only with a PLY, so a video job with either fails after it was paid for
+VIDEO_METHODS = ("glomap", "colmap", "vggt")
 CAMERA_TYPES = ("orbital", "drone")
 GAUSSIANS_RANGE = (100_000, 2_000_000)
 STEPS_RANGE = (5_000, 40_000)
@@ -84,6 +87,12 @@ def precheck_attachment(filename: str, size: int | None, content_type: str | Non
     return None
 
 
+def method_refusal(method: str) -> str:
+    return (f"The reconstruction method `{_clean_name(method)[:20]}` does not work from a video (vid2scene takes "
+            "`quest` only with a Quest capture and `generate_lod` only with a PLY); choose "
+            + ", ".join(f"`{m}`" for m in VIDEO_METHODS) + ".")
+
+
 def _parse_time(text: Any) -> datetime | None:
     """DRF's timestamps carry an offset (`...-08:00`); a naive one is taken as UTC."""
     try:
@@ -116,6 +125,9 @@ class Vid2SceneProvider(Provider):
     # -- upload (free) ---------------------------------------------------------------------------
     async def upload(self, job: Job, workdir: Path) -> dict[str, Any]:
         video = job.params.get("video") or {}
+        method = job.params.get("reconstruction_method")
+        if method is not None and method not in VIDEO_METHODS:
+            raise InputRejected(method_refusal(str(method)))
         problem = precheck_attachment(video.get("filename", ""), video.get("size"), video.get("content_type"))
         if problem:
             raise InputRejected(problem)

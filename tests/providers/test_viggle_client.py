@@ -11,7 +11,7 @@ import pytest
 from bot.config import ViggleSettings
 from bot.models import Job, JobState, RemotePhase
 from bot.net import Net
-from bot.providers.base import AuthFailed, InputRejected, OutOfCredits, SubmissionUnknown, Transient
+from bot.providers.base import AuthFailed, InputRejected, OutOfCredits, SubmissionUnknown
 from bot.providers.viggle import ViggleProvider
 from bot.providers.viggle_inputs import viggle_can_fetch
 from bot.providers.viggle_wire import error_for, object_status, parse_error, render_status, unwrap
