@@ -87,6 +87,8 @@ class ScenarioProvider(Provider):
     #: a submission whose answer we missed may still be processed for this long after we gave up,
     #: so a lookup that finds nothing earlier says "look again later", not "never created"
     reconcile_settle_seconds = 90.0
+    #: jobs per page when looking for a submission (the list is read to the job's creation anyway)
+    reconcile_page_size = 100
     #: allowed difference between our clock and Scenario's when matching creation times
     clock_skew = timedelta(minutes=5)
 
@@ -147,7 +149,8 @@ class ScenarioProvider(Provider):
             return None  # nothing uploaded, so nothing can have been submitted
         since = job.created_at - self.clock_skew
         try:
-            scan = await self.api.list_jobs(created_after=_iso(since), stop_before=since)
+            scan = await self.api.list_jobs(created_after=_iso(since), stop_before=since,
+                                            page_size=self.reconcile_page_size)
         except (Transient, aiohttp.ClientError, TimeoutError) as exc:
             raise ReconcileUnknown(_UNSURE.format(why="Scenario's job list could not be read"),
                                    retry_after=60) from exc
