@@ -112,6 +112,20 @@ class ScenarioSandbox(SandboxService):
         """Imported uploads do not carry `entityId` (the upload's job metadata still records it)."""
         self.omit_upload_entity_id = omit
 
+    def add_other_jobs(self, count: int) -> list[str]:
+        """`count` finished layer jobs made just now by other clients of the same project (they
+        fill the newest-first job list, as a busy team's would). Not counted in `paid_jobs`."""
+        ids = []
+        for _ in range(count):
+            now = self.clock()
+            job = JobRecord(new_id("job"), "custom", now, {"video": new_id("asset"), "separationInstruction": "x",
+                                                           "maxLayers": 2, "modelId": LAYERS_MODEL_ID})
+            job.set_status("queued", now, 0.0)
+            job.set_status("success", now, 1.0)
+            self.jobs[job.id] = job
+            ids.append(job.id)
+        return ids
+
     def cooldown(self, method: str = "*", path: str = r"^/v1/", seconds: int = 2, times: int | None = 1) -> None:
         """A first-party style 429: `Retry-After` plus `{"reason": "cooldown", "remainingSeconds"}`."""
         self.faults.add(method, path, 429, {"reason": "cooldown", "remainingSeconds": seconds},
