@@ -230,8 +230,9 @@ class ScenarioProvider(Provider):
                 await self.net.download(url, dest, max_bytes=self.max_layer_bytes)
                 return
             except (AuthFailed, NotFound):  # the signed URL expired between the lookup and the GET
-                if attempt == 2:
-                    raise
+                if attempt == 2:  # a CDN refusing links is not our API key: try the step again later
+                    raise Transient(f"Scenario's download link for layer {asset_id} kept being refused.") \
+                        from None
                 asset = await self.api.get_asset(asset_id)
 
     async def fresh_link(self, job: Job, key: str) -> str:

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from bot.media.probe import MediaError, check_video, probe_image_async, probe_video_async
 from bot.net import Net
-from bot.providers.base import InputRejected
+from bot.providers.base import AuthFailed, InputRejected, NotFound
 
 MIB = 1024 * 1024
 MAX_VIDEO_BYTES = 500 * MIB
@@ -80,7 +80,10 @@ async def spool(net: Net, attachment: dict[str, Any], dest_dir: Path, kind: str)
     suffix = Path(attachment.get("filename") or "").suffix.lower()[:6] or (".mp4" if kind == "video" else ".png")
     dest = dest_dir / f"{kind}{suffix}"
     cap = MAX_VIDEO_BYTES if kind == "video" else MAX_IMAGE_BYTES
-    await net.download(attachment["url"], dest, max_bytes=cap)
+    try:
+        await net.download(attachment["url"], dest, max_bytes=cap)
+    except (AuthFailed, NotFound):  # Discord's link expired or the file was deleted: not our Viggle key
+        raise InputRejected("The attachment is no longer available on Discord; please send it again.") from None
     try:
         if kind == "video":
             info = await probe_video_async(dest)
