@@ -89,6 +89,8 @@ class ScenarioProvider(Provider):
     reconcile_settle_seconds = 90.0
     #: jobs per page when looking for a submission (the list is read to the job's creation anyway)
     reconcile_page_size = 100
+    #: a safety net against a list that never ends (the scan normally stops at the job's creation)
+    reconcile_max_pages = 5000
     #: allowed difference between our clock and Scenario's when matching creation times
     clock_skew = timedelta(minutes=5)
 
@@ -150,7 +152,7 @@ class ScenarioProvider(Provider):
         since = job.created_at - self.clock_skew
         try:
             scan = await self.api.list_jobs(created_after=_iso(since), stop_before=since,
-                                            page_size=self.reconcile_page_size)
+                                            page_size=self.reconcile_page_size, max_pages=self.reconcile_max_pages)
         except (Transient, aiohttp.ClientError, TimeoutError) as exc:
             raise ReconcileUnknown(_UNSURE.format(why="Scenario's job list could not be read"),
                                    retry_after=60) from exc

@@ -128,7 +128,12 @@ class ViggleProvider(Provider):
         if job.kind in RENDER_KINDS:
             fields, files = self._render_fields(job, inputs)
             body = await self.api.render(fields, files or None)
-            return _id(body, "job_id"), {"mode": body.get("mode"), "status": body.get("status", "queued")}
+            try:
+                remote_id = _id(body, "job_id")
+            except Transient:  # renders cannot be looked up later: say so now, never start it again
+                raise SubmissionUnknown(f"Viggle accepted the render but did not say its id. {RENDER_CHECK}") \
+                    from None
+            return remote_id, {"mode": body.get("mode"), "status": body.get("status", "queued")}
         raise InputRejected(f"Unknown Viggle job kind {job.kind!r}.")
 
     def _render_fields(self, job: Job, inputs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Path]]:

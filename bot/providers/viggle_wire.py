@@ -104,6 +104,7 @@ def error_for(status: int, body: Any, retry_after: str | None = None) -> Provide
 _CODE_STATUS = {"CS-UORC01-006": 401, "CS-UORC01-007": 401, "CS-ORAU-001": 401, "CS-ORAU-002": 401,
                 "CS-UORC01-008": 402, "CS-ORCR-001": 402}
 _ID_KEYS = ("job_id", "character_id", "scene_id", "id")
+_ERROR_WORDS = ("credit", "api key", "error", "invalid", "required", "not found", "failed", "denied", "exceed")
 
 
 def envelope_error(body: Any) -> ProviderError | None:
@@ -115,8 +116,10 @@ def envelope_error(body: Any) -> ProviderError | None:
     if not isinstance(body, dict) or any(body.get(k) for k in _ID_KEYS):
         return None
     detail = body.get("detail")
-    if not (body.get("error_code") or detail or (isinstance(body.get("error"), str) and "status" not in body)):
-        return None
+    errorish = isinstance(detail, str) and any(w in detail.lower() for w in _ERROR_WORDS)
+    if not (body.get("error_code") or (isinstance(detail, dict) and detail.get("error_code")) or errorish
+            or (isinstance(body.get("error"), str) and "status" not in body)):
+        return None  # e.g. `{"detail": "Character deleted"}`: a plain success message
     code, message, _ = parse_error(body)
     low = message.lower()
     status = _CODE_STATUS.get(code or "")

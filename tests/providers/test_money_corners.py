@@ -388,3 +388,13 @@ async def test_quest_and_lod_are_refused_for_a_video_before_paying(splats, v2s, 
     with pytest.raises(InputRejected, match="does not work from a video"):
         await splats.upload(job, tmp_path / "w")
     assert v2s.jobs == {} and not v2s.requests_to(r"generate-upload-url")
+
+
+def test_a_plain_success_message_is_not_an_error_envelope():
+    from bot.providers.viggle_wire import envelope_error
+
+    assert envelope_error({"detail": "Character deleted"}) is None
+    assert envelope_error({"job_id": "j", "status": "failed", "error_code": "CS-UORC01-009"}) is None
+    assert envelope_error({"balance": 3}) is None
+    assert isinstance(envelope_error({"detail": "Insufficient credits to start this job"}), OutOfCredits)
+    assert isinstance(envelope_error({"error_code": "CS-ORIV-009", "message": "Scene not found"}), InputRejected)
