@@ -398,3 +398,14 @@ def test_a_plain_success_message_is_not_an_error_envelope():
     assert envelope_error({"balance": 3}) is None
     assert isinstance(envelope_error({"detail": "Insufficient credits to start this job"}), OutOfCredits)
     assert isinstance(envelope_error({"error_code": "CS-ORIV-009", "message": "Scene not found"}), InputRejected)
+
+
+async def test_scenario_reconcile_checks_the_owner_and_the_time(layers, scenario, discord_cdn, tmp_path):
+    job = await uploaded_layers_job(layers, discord_cdn, tmp_path)
+    remote_id, _ = await layers.submit(job)
+    assert await layers.reconcile(job) == remote_id
+    other_project = job.evolve(provider_data={**job.provider_data, "owner_id": "proj_someone_else"})
+    assert await layers.reconcile(other_project) is None
+    made_later = job.evolve(created_at=datetime.now(UTC) + timedelta(hours=1),
+                            submit_intent_at=datetime.now(UTC) - timedelta(hours=1))
+    assert await layers.reconcile(made_later) is None
