@@ -163,6 +163,11 @@ class SandboxService:
         self.urls["api"] = self.base_url = await self._serve("api", self.build_app(), host, port)
         return self.base_url
 
+    def storage_hosts(self) -> str:
+        """The extra origins as a bot's `*_ALLOWED_HOSTS` value (a JSON list of host:port): the
+        sandbox serves its storage/CDN on loopback, which a bot reaches only when told so."""
+        return json.dumps([url.split("://", 1)[1] for name, url in self.urls.items() if name != "api"])
+
     async def stop(self) -> None:
         for runner in reversed(self._runners):
             await runner.cleanup()

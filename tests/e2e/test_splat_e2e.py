@@ -9,13 +9,13 @@ import pytest
 
 from bot.config import Vid2SceneSettings
 from bot.models import JobState
-from bot.net import Net
 from bot.providers import vid2scene as v2s
 from bot.providers.vid2scene import Vid2SceneProvider
 from sandbox.media import image_bytes, make_large_file, make_video
 from sandbox.vid2scene import Vid2SceneSandbox
 from tests.e2e.harness import BotHarness
 from tests.e2e.helpers import field, job_id_of, result_messages, status_message, wait_job_state, wait_result
+from tests.support.policy import sandbox_net
 
 QUICK = {"queue_seconds": 0.8, "pickup_seconds": 0.05, "processing_seconds": 0.3, "training_seconds": 2.0,
          "download_url_ttl": 1.5}
@@ -51,7 +51,7 @@ async def splat_bot(emu, tmp_path, v2s_sandbox, bot_options, deadline):
                                 poll_min_seconds=0.05, poll_max_seconds=0.2, deadline_minutes=deadline)
     # edits paced for the sandbox's short queue (Discord's 5 per 5 s per channel still applies)
     options = {"status_edit_seconds": 0.2, **bot_options}
-    h = BotHarness(emu, tmp_path, lambda: {"vid2scene": Vid2SceneProvider(section, Net())},
+    h = BotHarness(emu, tmp_path, lambda: {"vid2scene": Vid2SceneProvider(section, sandbox_net(v2s_sandbox, emu))},
                    extensions=("cogs.jobs", "cogs.splat"), **options)
     await h.start()
     yield h
