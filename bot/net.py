@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from bot.outbound import OutboundPolicy, PolicyResolver, Refused, trace_config
 from bot.providers.base import (
@@ -174,15 +175,16 @@ class Net:
     request passes the outbound policy (bot/outbound.py): without one, any public host."""
 
     def __init__(self, session: aiohttp.ClientSession | None = None, *,
-                 policy: OutboundPolicy | None = None) -> None:
+                 policy: OutboundPolicy | None = None, resolver: AbstractResolver | None = None) -> None:
         self._session = session
         self._owns = session is None
         self.policy = policy or OutboundPolicy()
+        self._resolver = resolver  # the DNS under the policy's filter (tests give a lying one)
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(resolver=PolicyResolver(self.policy))
+            connector = aiohttp.TCPConnector(resolver=PolicyResolver(self.policy, self._resolver))
             self._session = aiohttp.ClientSession(timeout=API_TIMEOUT, headers={"User-Agent": "videobot/0.1"},
                                                   connector=connector, trace_configs=[trace_config(self.policy)])
             self._owns = True

@@ -75,6 +75,8 @@ class ViggleProvider(Provider):
         inputs: dict[str, Any] = {}
         for param, media, _field in _INPUTS.get(job.kind, []):
             plan = plan_input(job.params.get(param), job.params.get(f"{param}_url"), self.settings.base_url)
+            if "url" in plan and "attachment" not in plan:  # a user's link: Viggle would fetch it for us
+                await self.net.policy.check_user_url_resolved(plan["url"])
             if "spool" in plan:
                 plan = {"path": str(await spool(self.net, plan["spool"], workdir, media)),
                         "attachment": plan["spool"]}
