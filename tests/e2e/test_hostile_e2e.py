@@ -214,9 +214,16 @@ async def test_a_huge_status_answer_is_refused_clearly_with_bounded_memory(emu, 
 async def test_links_users_give_are_checked_before_viggle_sees_them(emu, bot, users, viggle, trap, where):
     url = {"loopback": f"{trap.base}/face.png", "link-local": "http://169.254.169.254/latest/face.png",
            "private-name": f"http://localhost:{trap.base.rsplit(':', 1)[1]}/face.png"}[where]
-    job_id = await start(emu, users["alice"], "viggle character", name="Face", url=url)
-    await wait_job_state(bot, job_id, JobState.FAILED, timeout=20)
+    ix = await emu.slash("viggle character", user=users["alice"], options={"name": "Face", "url": url})
+    await ix.wait_ack(timeout=3)
+    reply = await ix.wait_reply(timeout=10)
+    if where == "private-name":  # a name: resolved and refused in the job's first step, before paying
+        job_id = job_id_of(reply.content)
+        await wait_job_state(bot, job_id, JobState.FAILED, timeout=20)
+        assert "private or reserved address" in failure_notice(emu, job_id).content
+    else:  # an address: refused at once, privately, and no job is made
+        assert reply.ephemeral and "private or reserved address" in reply.content
+        assert await bot.bot.store.list_jobs(owner_id=users["alice"]) == []
     assert trap.total == 0
     assert viggle.requests_to(r"^/api/characters/preprocess$", "POST") == []
     assert viggle.credits == 100
-    assert "private or reserved address" in failure_notice(emu, job_id).content
