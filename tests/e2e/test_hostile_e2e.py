@@ -81,8 +81,10 @@ async def mix(emu, bot, users, media, state=JobState.FAILED) -> str:
     return job_id
 
 
-def failure_notice(emu, job_id: str):
-    found = [m for m in emu.messages() if f"job `{job_id}`" in m.content and "failed" in m.content]
+async def failure_notice(emu, job_id: str):
+    """The one failure notice (posted just after the job is recorded as failed)."""
+    found = await emu.wait_for(lambda: [m for m in emu.messages()
+                                        if f"job `{job_id}`" in m.content and "failed" in m.content], timeout=10)
     assert len(found) == 1
     return found[0]
 
@@ -135,7 +137,7 @@ async def test_result_links_at_internal_addresses_are_never_fetched(emu, bot, us
     job = await bot.bot.store.get_job(job_id)
     reason = "Too many redirects" if where == "too-many-hops" else "The bot does not fetch from"
     assert reason in job.last_error
-    assert reason in failure_notice(emu, job_id).content
+    assert reason in (await failure_notice(emu, job_id)).content
     assert result_messages(emu, job_id) == []
     assert SECRET.decode() not in everything_posted(emu)
     assert holds_secret(tmp_path) == [] and not (tmp_path / "spool" / job_id).exists()
@@ -183,7 +185,7 @@ async def test_error_texts_quoting_the_key_are_masked_everywhere(emu, bot, users
     credits = await ix.wait_reply(timeout=10)
 
     job = await bot.bot.store.get_job(job_id)
-    notice = failure_notice(emu, job_id)
+    notice = await failure_notice(emu, job_id)
     status = emu.message((await status_message(emu, job_id)).id)
     assert "not allowed to render" in notice.content and "***" in notice.content
     assert "***" in credits.content
@@ -204,7 +206,7 @@ async def test_a_huge_status_answer_is_refused_clearly_with_bounded_memory(emu, 
     finally:
         tracemalloc.stop()
     assert peak < 48 * MIB, f"peak {peak / MIB:.0f} MiB"
-    assert "more than 16 MiB" in failure_notice(emu, job_id).content
+    assert "more than 16 MiB" in (await failure_notice(emu, job_id)).content
     # one poll, read up to the cap and dropped: not retried, not read whole
     assert len(viggle.requests_to(r"^/api/render/[^/]+$", "GET")) == 1
     assert result_messages(emu, job_id) == []
@@ -220,7 +222,7 @@ async def test_links_users_give_are_checked_before_viggle_sees_them(emu, bot, us
     if where == "private-name":  # a name: resolved and refused in the job's first step, before paying
         job_id = job_id_of(reply.content)
         await wait_job_state(bot, job_id, JobState.FAILED, timeout=20)
-        assert "private or reserved address" in failure_notice(emu, job_id).content
+        assert "private or reserved address" in (await failure_notice(emu, job_id)).content
     else:  # an address: refused at once, privately, and no job is made
         assert reply.ephemeral and "private or reserved address" in reply.content
         assert await bot.bot.store.list_jobs(owner_id=users["alice"]) == []
