@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -40,6 +41,19 @@ class _ProviderSection(BaseSettings):
         if isinstance(value, str):
             text = value.strip()
             return json.loads(text) if text.startswith("[") else [h.strip() for h in text.split(",") if h.strip()]
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts_shaped(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                parts = urlsplit(entry.strip() if "//" in entry else f"//{entry.strip()}")
+                ok = bool(parts.hostname) and (parts.port or 1) > 0 and not parts.path.strip("/")
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError("each entry must be a host, host:port or *.suffix")
         return value
 
     @model_validator(mode="after")

@@ -88,3 +88,14 @@ def test_every_form_of_a_secret_is_masked():
     masked = mask(text)
     assert "key_abc123" not in masked and "s3cr3t" not in masked and basic not in masked
     assert masked.count("***") == 5
+
+
+def test_allowed_hosts_are_read_as_json_and_checked(monkeypatch, tmp_path):
+    from bot.config import ConfigError, load_settings
+
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("VIGGLE_ALLOWED_HOSTS", '["127.0.0.1:9001", "*.viggle.ai"]')
+    assert load_settings().viggle.allowed_hosts == ["127.0.0.1:9001", "*.viggle.ai"]
+    monkeypatch.setenv("VIGGLE_ALLOWED_HOSTS", '["cdn.example.com/path"]')
+    with pytest.raises(ConfigError, match="VIGGLE_ALLOWED_HOSTS: .*host:port"):
+        load_settings()
