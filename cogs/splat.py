@@ -18,6 +18,7 @@ from discord.ext import commands
 from bot.jobs import JobError, is_manager, reply_private
 from bot.models import SavedObject
 from bot.paths import job_path
+from bot.plain import plain
 from bot.providers.base import NotFound, ProviderError, user_message
 from bot.providers.vid2scene import (
     APRILTAG_RANGE,
@@ -61,7 +62,8 @@ def _may_change(interaction: discord.Interaction, ref: SceneRef) -> bool:
 
 
 def _esc(text: str) -> str:
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(text or ""))
+    """A user's or vid2scene's words as literal text, secrets masked."""
+    return plain(text)
 
 
 async def _resolve(interaction: discord.Interaction, value: str) -> SceneRef:
@@ -86,7 +88,7 @@ async def _resolve(interaction: discord.Interaction, value: str) -> SceneRef:
 def _embed(scene: SceneDetails, ref: SceneRef) -> discord.Embed:
     embed = discord.Embed(title=_esc(scene.title or ref.title or "Scene")[:250], colour=0x5865F2)
     percent = f" · {scene.percent * 100:.1f}%" if scene.percent is not None and not scene.finished else ""
-    embed.add_field(name="Status", value=(scene.status + percent)[:200], inline=False)
+    embed.add_field(name="Status", value=(_esc(scene.status) + percent)[:200], inline=False)
     embed.add_field(name="Visibility", value="public" if scene.public else "private", inline=True)
     files = [name for name, present in (("SPZ", scene.has_spz), ("PLY", scene.has_ply)) if present]
     embed.add_field(name="Files", value=", ".join(files) or "not yet", inline=True)
@@ -99,7 +101,7 @@ def _embed(scene: SceneDetails, ref: SceneRef) -> discord.Embed:
         settings.append("background removed")
     if scene.camera_type:
         settings.append(f"{scene.camera_type} camera")
-    embed.add_field(name="Settings", value=" · ".join(settings)[:1000], inline=False)
+    embed.add_field(name="Settings", value=_esc(" · ".join(settings))[:1000], inline=False)
     if ref.saved is not None:
         embed.add_field(name="Owner", value=f"<@{ref.saved.owner_id}>", inline=True)
     else:
