@@ -17,6 +17,8 @@ from discord.ext import commands
 
 from bot.jobs import JobError, is_manager, reply_private
 from bot.models import SavedObject
+from bot.paths import job_path
+from bot.plain import plain
 from bot.providers.base import NotFound, ProviderError, strip_markers, user_message
 from bot.providers.vid2scene import (
     APRILTAG_RANGE,
@@ -62,7 +64,8 @@ def _may_change(interaction: discord.Interaction, ref: SceneRef) -> bool:
 
 
 def _esc(text: str) -> str:
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(text or ""))
+    """A user's or vid2scene's words as literal text, secrets masked."""
+    return plain(text)
 
 
 async def _resolve(interaction: discord.Interaction, value: str) -> SceneRef:
@@ -87,7 +90,7 @@ async def _resolve(interaction: discord.Interaction, value: str) -> SceneRef:
 def _embed(scene: SceneDetails, ref: SceneRef) -> discord.Embed:
     embed = discord.Embed(title=_esc(scene.title or ref.title or "Scene")[:250], colour=0x5865F2)
     percent = f" · {scene.percent * 100:.1f}%" if scene.percent is not None and not scene.finished else ""
-    embed.add_field(name="Status", value=(scene.status + percent)[:200], inline=False)
+    embed.add_field(name="Status", value=(_esc(scene.status) + percent)[:200], inline=False)
     embed.add_field(name="Visibility", value="public" if scene.public else "private", inline=True)
     files = [name for name, present in (("SPZ", scene.has_spz), ("PLY", scene.has_ply)) if present]
     embed.add_field(name="Files", value=", ".join(files) or "not yet", inline=True)
@@ -100,7 +103,7 @@ def _embed(scene: SceneDetails, ref: SceneRef) -> discord.Embed:
         settings.append("background removed")
     if scene.camera_type:
         settings.append(f"{scene.camera_type} camera")
-    embed.add_field(name="Settings", value=" · ".join(settings)[:1000], inline=False)
+    embed.add_field(name="Settings", value=_esc(" · ".join(settings))[:1000], inline=False)
     if ref.saved is not None:
         embed.add_field(name="Owner", value=f"<@{ref.saved.owner_id}>", inline=True)
     else:
@@ -170,8 +173,13 @@ def _link_text(kind: str, url: str) -> str:
 
 
 def _check_visible(interaction: discord.Interaction, ref: SceneRef) -> None:
-    if ref.saved is not None and not _may_change(interaction, ref):
-        raise JobError("Only the person who made this scene, or a server manager, can use it.")
+    """Seeing a scene (info, download, links) takes what changing it takes: a scene without a
+    recorded owner (made outside the bot with the same key) is a server manager's alone."""
+    if _may_change(interaction, ref):
+        return
+    if ref.external:
+        raise JobError("This scene was made outside the bot; only a server manager can use it.")
+    raise JobError("Only the person who made this scene, or a server manager, can use it.")
 
 
 async def _delete_scene(interaction: discord.Interaction, remote_id: str) -> str:
@@ -269,11 +277,11 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
                 lines.append(f"• **{_esc(obj.name)[:60]}** · {obj.status}{owner} · `{obj.remote_id}`")
         note = ""
         try:
-            remote = await provider.scenes()
+            remote = await provider.scenes() if manager else []
         except ProviderError as exc:
             remote = []
             note = f"\n(Could not ask vid2scene for other scenes: {user_message(exc, DISPLAY)})"
-        for scene in remote:
+        for scene in remote if manager else ():  # no recorded owner: managers only
             if scene.job_id not in by_id:
                 lines.append(f"• **{_esc(strip_marker(scene.title))[:60] or 'untitled'}** · made outside this bot"
                              f" · `{scene.job_id}`")
@@ -369,7 +377,7 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
         name = f"{re.sub(r'[^a-z0-9]+', '-', ref.title.lower()).strip('-')[:40] or 'scene'}.{kind}"
         if size is not None and size <= limit:
             with tempfile.TemporaryDirectory(dir=_spool(self.bot)) as tmp:
-                path = Path(tmp) / name
+                path = job_path(Path(tmp), name)
                 try:
                     await provider.fetch(ref.remote_id, kind, path, max_bytes=limit)
                     await interaction.followup.send(f"**{_esc(ref.title)}** as {kind.upper()}:",

@@ -103,7 +103,7 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
         try:
             name = clean_name(name, "character")
             self._provider()
-            source = one_input(image, url, "image", "picture")
+            source = one_input(image, url, "image", "picture", self.bot.net.policy)
         except (Refusal, JobError) as exc:
             await self._refuse(interaction, str(exc))
             return
@@ -122,7 +122,7 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
         try:
             name = clean_name(name, "scene")
             self._provider()
-            source = one_input(video, url, "video", "clip")
+            source = one_input(video, url, "video", "clip", self.bot.net.policy)
         except (Refusal, JobError) as exc:
             await self._refuse(interaction, str(exc))
             return
@@ -236,8 +236,8 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             self._provider()
-            picture = one_input(image, image_url, "image", "picture")
-            clip = one_input(video, video_url, "video", "clip")
+            picture = one_input(image, image_url, "image", "picture", self.bot.net.policy)
+            clip = one_input(video, video_url, "video", "clip", self.bot.net.policy)
             color = parse_bg_color(bg_color, background_mode)
         except (Refusal, JobError) as exc:
             await self._refuse(interaction, str(exc))

@@ -133,7 +133,7 @@ class ScenarioSandbox(SandboxService):
 
     def env_lines(self) -> dict[str, str]:
         return {"SCENARIO_BASE_URL": self.base_url + "/v1", "SCENARIO_API_KEY": self.api_key,
-                "SCENARIO_API_SECRET": self.api_secret}
+                "SCENARIO_API_SECRET": self.api_secret, "SCENARIO_ALLOWED_HOSTS": self.storage_hosts()}
 
     def asset_url(self, asset_id: str) -> str:
         """A freshly signed CDN URL for an asset's file (what `GET /assets/{id}` returns)."""

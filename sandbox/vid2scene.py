@@ -174,7 +174,8 @@ class Vid2SceneSandbox(SandboxService):
         self._redirects.append([method.upper(), re.compile(path), times, status])
 
     def env_lines(self) -> dict[str, str]:
-        return {"VID2SCENE_BASE_URL": f"{self.base_url}{API}", "VID2SCENE_API_KEY": self.api_key}
+        return {"VID2SCENE_BASE_URL": f"{self.base_url}{API}", "VID2SCENE_API_KEY": self.api_key,
+                "VID2SCENE_ALLOWED_HOSTS": self.storage_hosts()}
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:

@@ -123,7 +123,8 @@ class ViggleSandbox(SandboxService):
         self.faults.add(method, path, 200, body, times=times)
 
     def env_lines(self) -> dict[str, str]:
-        return {"VIGGLE_BASE_URL": self.base_url, "VIGGLE_API_KEY": self.api_key}
+        return {"VIGGLE_BASE_URL": self.base_url, "VIGGLE_API_KEY": self.api_key,
+                "VIGGLE_ALLOWED_HOSTS": self.storage_hosts()}
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:

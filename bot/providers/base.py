@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bot.models import Artifact, Job, RemoteStatus, SavedObject
+from bot.redact import mask
 
 
 class ProviderError(Exception):
@@ -215,4 +216,4 @@ def user_message(error: BaseException, provider: str) -> str:
     hint = getattr(error, "hint", None)
     if hint:
         text = f"{text}\nHint: {hint}"
-    return text
+    return mask(text)

@@ -19,6 +19,7 @@ import aiohttp
 from bot.media.probe import MediaError, check_video, probe_video_async
 from bot.models import Artifact, Job, RemotePhase, RemoteStatus
 from bot.net import Net
+from bot.paths import job_path
 from bot.providers.base import (
     AuthFailed,
     InputRejected,
@@ -107,7 +108,7 @@ class ScenarioProvider(Provider):
         video = job.params.get("video") or {}
         if not video.get("url"):
             raise InputRejected("No video was attached.")
-        spool = workdir / "input.bin"
+        spool = job_path(workdir, "input.bin")
         try:
             await self.net.download(video["url"], spool, max_bytes=self.max_input_bytes)
         except (NotFound, AuthFailed) as exc:
@@ -206,11 +207,11 @@ class ScenarioProvider(Provider):
             asset = await self.api.get_asset(asset_id)  # fresh signed URL, right before downloading
             index = output_index(asset, position)
             filename = layer_filename(index, asset)
-            dest = workdir / filename
+            dest = job_path(workdir, filename)
             await self._download_asset(asset_id, asset, dest)
             layers.append((index, dest, filename, layer_label(asset), asset_id))
         layers.sort(key=lambda item: item[0])
-        preview = await make_preview([item[1] for item in layers], workdir / "layers-preview.png",
+        preview = await make_preview([item[1] for item in layers], job_path(workdir, "layers-preview.png"),
                                      [f"{i:02d} {label}".strip() for i, _, _, label, _ in layers])
         artifacts = [Artifact(path=preview, filename="layers-preview.png",
                               description=f"all {len(layers)} layers side by side (first frame)")]

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from bot.media.probe import MediaError, check_video, probe_video_async, sniff
 from bot.models import Artifact, Job, JobState, RemoteStatus, SavedObject
 from bot.net import Net, TooLarge
+from bot.paths import job_path, safe_suffix
 from bot.providers.base import (
     InputRejected,
     NotFound,
@@ -44,6 +45,7 @@ MIN_VIDEO_SECONDS = 1.0
 MIN_VIDEO_SIDE = 100
 MIN_VIDEO_FRAMES = 8
 VIDEO_FORMATS = frozenset({"mp4", "mov", "webm", "mkv", "avi"})
+_SPOOL_SUFFIXES = tuple(f".{f}" for f in sorted(VIDEO_FORMATS))
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".qt"})
 _CONTENT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "webm": "video/webm", "mkv": "video/x-matroska",
                   "avi": "video/x-msvideo"}
@@ -131,7 +133,7 @@ class Vid2SceneProvider(Provider):
         problem = precheck_attachment(video.get("filename", ""), video.get("size"), video.get("content_type"))
         if problem:
             raise InputRejected(problem)
-        spool = workdir / ("input" + (Path(video.get("filename", "")).suffix.lower() or ".mp4"))
+        spool = job_path(workdir, "input" + safe_suffix(video.get("filename"), _SPOOL_SUFFIXES, ".mp4"))
         try:
             size = await self.net.download(video["url"], spool, max_bytes=MAX_VIDEO_BYTES)
         except TooLarge as exc:
@@ -232,14 +234,14 @@ class Vid2SceneProvider(Provider):
         name = scene_filename(data.get("title") or job.provider_data.get("title") or job.summary)
         artifacts: list[Artifact] = []
         if data.get("has_spz", True):
-            spz = workdir / f"{name}.spz"
+            spz = job_path(workdir, f"{name}.spz")
             await self.api.fetch(remote, "spz", spz)
             artifacts += await self._fit_spz(spz, name, workdir)
         preview = await self._preview(remote, workdir)
         if preview is not None:
             artifacts.append(preview)
         if data.get("has_ply"):
-            ply = await self._ply(remote, workdir / f"{name}.ply")
+            ply = await self._ply(remote, job_path(workdir, f"{name}.ply"))
             if ply is not None:
                 artifacts.append(ply)
         if not artifacts:
@@ -254,7 +256,7 @@ class Vid2SceneProvider(Provider):
             from bot.media.splat import fit_spz_async
         except ImportError:
             return [full]
-        small = workdir / f"{name}-reduced-for-discord.spz"
+        small = job_path(workdir, f"{name}-reduced-for-discord.spz")
         try:
             await fit_spz_async(spz, small, self.upload_limit)
         except Exception:  # noqa: BLE001 - the full SPZ still gets its Download button
@@ -265,7 +267,7 @@ class Vid2SceneProvider(Provider):
         return [reduced, full]
 
     async def _preview(self, remote: str, workdir: Path) -> Artifact | None:
-        dest = workdir / "preview.img"
+        dest = job_path(workdir, "preview.img")
         try:
             await self.api.fetch(remote, "preview", dest, max_bytes=20 * MIB)
         except ProviderError:

@@ -218,12 +218,9 @@ class Vid2SceneAPI:
     async def head_size(self, link: str) -> int | None:
         """The size of a signed file without downloading it (None when the host does not say)."""
         try:
-            async with self.net.session.head(link, allow_redirects=False, timeout=API_TIMEOUT) as resp:
-                if resp.status == 200 and resp.content_length is not None:
-                    return int(resp.content_length)
+            return await self.net.head_size(link)
         except (TimeoutError, aiohttp.ClientError, ValueError):
             return None
-        return None
 
 
 class BlobGone(InputRejected):

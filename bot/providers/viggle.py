@@ -16,7 +16,9 @@ from typing import Any, ClassVar
 from bot.config import ViggleSettings
 from bot.media.transcode import first_frame_jpeg_async
 from bot.models import Artifact, Job, RemoteStatus, SavedObject
-from bot.net import Net
+from bot.net import Net, TooLarge
+from bot.paths import job_path
+from bot.plain import plain
 from bot.providers.base import (
     AuthFailed,
     InputRejected,
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 OBJECT_KINDS = ("character", "scene", "template")
 RENDER_KINDS = ("render", "mix")
 DEFAULT_MODEL = "V4_Preview"
+#: the largest upload any Discord server takes: a bigger result is only ever linked
+DISCORD_MAX_UPLOAD = 100 * 1024 * 1024
 #: fetch a clip again just for its first frame only when it is this small
 THUMB_SOURCE_BYTES = 50 * 1024 * 1024
 #: Viggle answers these when it could not fetch a link we gave it: then we upload the file instead
@@ -74,6 +78,8 @@ class ViggleProvider(Provider):
         inputs: dict[str, Any] = {}
         for param, media, _field in _INPUTS.get(job.kind, []):
             plan = plan_input(job.params.get(param), job.params.get(f"{param}_url"), self.settings.base_url)
+            if "url" in plan and "attachment" not in plan:  # a user's link: Viggle would fetch it for us
+                await self.net.policy.check_user_url_resolved(plan["url"])
             if "spool" in plan:
                 plan = {"path": str(await spool(self.net, plan["spool"], workdir, media)),
                         "attachment": plan["spool"]}
@@ -190,27 +196,29 @@ class ViggleProvider(Provider):
             cdn = data.get("cdn_url")
         if not cdn:
             raise Transient("Viggle reported the render complete but gave no video link yet.")
-        artifacts = [await self._video(job, "cdn_url", cdn, workdir / f"viggle-{job.id}.mp4", "the rendered video")]
+        artifacts = [await self._video(job, "cdn_url", cdn, job_path(workdir, f"viggle-{job.id}.mp4"),
+                                       "the rendered video")]
         mask = data.get("mask_cdn_url")
         if mask:
-            artifacts.append(await self._video(job, "mask_cdn_url", mask, workdir / f"viggle-{job.id}-mask.mp4",
+            artifacts.append(await self._video(job, "mask_cdn_url", mask,
+                                               job_path(workdir, f"viggle-{job.id}-mask.mp4"),
                                                "the mask video (white = character)"))
         return artifacts
 
     async def _video(self, job: Job, key: str, url: str, dest: Path, description: str) -> Artifact:
-        """Download a render file. A CDN link that is refused (403) or gone (expired) is not our
-        key's fault: ask Viggle for a fresh link (poll again; for the video itself, the
-        authenticated download endpoint) before giving up, and then only for now (Transient)."""
+        """A render file, downloaded only when some server could take it (otherwise posted as its
+        link alone). A CDN link that is refused (403) or gone (expired) is not our key's fault: ask
+        Viggle for a fresh link (poll again; for the video itself, the authenticated download
+        endpoint) before giving up, and then only for now (Transient)."""
+        cap = max(self.upload_limit, DISCORD_MAX_UPLOAD)
         try:
-            await self.net.download(url, dest)
-            return Artifact(path=dest, filename=dest.name, description=description, link=url)
+            return await self._fetch_capped(url, dest, description, cap)
         except (AuthFailed, NotFound) as exc:
             log.info("job %s: Viggle's %s was refused (%s); asking for a fresh one", job.id, key, exc)
         fresh = render_status(await self.api.render_status(job.remote_id or "")).data.get(key)
         if fresh and fresh != url:
             try:
-                await self.net.download(fresh, dest)
-                return Artifact(path=dest, filename=dest.name, description=description, link=fresh)
+                return await self._fetch_capped(fresh, dest, description, cap)
             except (AuthFailed, NotFound) as exc:
                 log.info("job %s: the fresh %s was refused too (%s)", job.id, key, exc)
         if key == "cdn_url":
@@ -222,11 +230,22 @@ class ViggleProvider(Provider):
         raise Transient("Viggle's download link for the finished render was refused (it may have expired); "
                         "the bot will ask for a new one.")
 
+    async def _fetch_capped(self, url: str, dest: Path, description: str, cap: int) -> Artifact:
+        size = await self.net.head_size(url)
+        if size is not None and size > cap:
+            return Artifact(path=dest, filename=dest.name, description=description, link=url, remote_size=size)
+        try:
+            await self.net.download(url, dest, max_bytes=cap)
+        except TooLarge:  # no size was announced; all we know is that it is over the cap
+            return Artifact(path=dest, filename=dest.name, description=description, link=url, remote_size=cap + 1)
+        return Artifact(path=dest, filename=dest.name, description=description, link=url)
+
     async def _object_card(self, job: Job, data: dict[str, Any], workdir: Path) -> Artifact:
         """The saved character/scene, announced with its thumbnail (or a short card without one)."""
         what = "character" if job.kind == "character" else "scene"
         name = _display_name(job, data)
-        text = f"{what.title()} “{name}” is ready (id `{job.remote_id}`)"
+        shown_id = str(job.remote_id).replace("`", "'")
+        text = f"{what.title()} “{plain(name)}” is ready (id `{shown_id}`)"
         segments = _segments(data.get("segments")) or job.provider_data.get("segments") or []
         if what == "scene":
             model = data.get("model") or job.provider_data.get("model") or DEFAULT_MODEL
@@ -239,7 +258,7 @@ class ViggleProvider(Provider):
         thumb = data.get("thumbnail_url")
         if isinstance(thumb, str) and thumb.startswith(("http://", "https://")):
             suffix = ".jpg" if thumb.split("?")[0].lower().endswith((".jpg", ".jpeg")) else ".png"
-            dest = workdir / f"{what}-{job.remote_id}{suffix}"[:120]
+            dest = job_path(workdir, f"{what}-{job.id}{suffix}")
             try:
                 await self.net.download(thumb, dest, max_bytes=10 * 1024 * 1024)
                 return Artifact(path=dest, filename=f"{what}-thumbnail{suffix}", description=text, optional=True)
@@ -249,7 +268,7 @@ class ViggleProvider(Provider):
             still = await self._scene_still(job, workdir)
             if still is not None:
                 return Artifact(path=still, filename="scene-thumbnail.jpg", description=text, optional=True)
-        dest = workdir / f"{what}.txt"
+        dest = job_path(workdir, f"{what}.txt")
         dest.write_text(f"{text}\n", encoding="utf-8")
         return Artifact(path=dest, filename=f"{what}.txt", description=text)
 
@@ -262,11 +281,11 @@ class ViggleProvider(Provider):
         try:
             if (clip is None or not clip.is_file()) and attachment.get("url") \
                     and int(attachment.get("size") or 0) <= THUMB_SOURCE_BYTES:
-                clip = workdir / "scene-source.mp4"
+                clip = job_path(workdir, "scene-source.mp4")
                 await self.net.download(attachment["url"], clip, max_bytes=THUMB_SOURCE_BYTES)
             if clip is None or not clip.is_file():
                 return None
-            return await first_frame_jpeg_async(clip, workdir / "scene-thumbnail.jpg", max_side=320)
+            return await first_frame_jpeg_async(clip, job_path(workdir, "scene-thumbnail.jpg"), max_side=320)
         except Exception as exc:  # a thumbnail is a nicety: never fail the job over it
             log.info("job %s: no scene thumbnail: %s", job.id, exc)
             return None

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from bot.media.probe import MediaError, check_video, probe_image_async, probe_video_async
 from bot.net import Net
+from bot.paths import job_path, safe_suffix
 from bot.providers.base import AuthFailed, InputRejected, NotFound
 
 MIB = 1024 * 1024
@@ -77,8 +78,9 @@ def plan_input(attachment: dict[str, Any] | None, user_url: str | None, viggle_b
 
 async def spool(net: Net, attachment: dict[str, Any], dest_dir: Path, kind: str) -> Path:
     """Stream a Discord attachment to disk and check it against Viggle's limits before paying."""
-    suffix = Path(attachment.get("filename") or "").suffix.lower()[:6] or (".mp4" if kind == "video" else ".png")
-    dest = dest_dir / f"{kind}{suffix}"
+    allowed = tuple(f".{f}" for f in VIDEO_FORMATS) if kind == "video" else (".png", ".jpg", ".jpeg")
+    suffix = safe_suffix(attachment.get("filename"), allowed, ".mp4" if kind == "video" else ".png")
+    dest = job_path(dest_dir, f"{kind}{suffix}")
     cap = MAX_VIDEO_BYTES if kind == "video" else MAX_IMAGE_BYTES
     try:
         await net.download(attachment["url"], dest, max_bytes=cap)

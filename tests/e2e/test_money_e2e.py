@@ -17,7 +17,6 @@ import pytest
 
 from bot.config import ScenarioSettings, Vid2SceneSettings, ViggleSettings
 from bot.models import JobState
-from bot.net import Net
 from bot.providers.base import job_marker
 from bot.providers.scenario import ScenarioProvider
 from bot.providers.vid2scene import Vid2SceneProvider
@@ -28,6 +27,7 @@ from sandbox.vid2scene import Vid2SceneSandbox
 from sandbox.viggle import ViggleSandbox
 from tests.e2e.harness import BotHarness
 from tests.e2e.helpers import job_id_of, result_messages, wait_job_state, wait_result
+from tests.support.policy import sandbox_net
 
 
 async def command(emu, user: int, name: str, /, **options):
@@ -66,7 +66,7 @@ async def layers_bot(emu, tmp_path, scenario):
                                 base_url=env["SCENARIO_BASE_URL"], poll_min_seconds=0.05, poll_max_seconds=0.2)
 
     def providers():
-        prov = ScenarioProvider(settings, Net())
+        prov = ScenarioProvider(settings, sandbox_net(scenario, emu))
         prov.upload_poll_seconds = 0.05
         prov.reconcile_settle_seconds = 0.3
         prov.reconcile_page_size = 2
@@ -141,7 +141,7 @@ async def splat_bot(emu, tmp_path, v2s):
                                 poll_min_seconds=0.05, poll_max_seconds=0.2)
 
     def providers():
-        prov = Vid2SceneProvider(section, Net())
+        prov = Vid2SceneProvider(section, sandbox_net(v2s, emu))
         prov.limits = quick(prov.limits)
         return {"vid2scene": prov}
 
@@ -208,7 +208,7 @@ async def viggle():
 async def viggle_bot(emu, tmp_path, viggle):
     settings = ViggleSettings(api_key=viggle.api_key, base_url=viggle.base_url, poll_min_seconds=0.05,
                               poll_max_seconds=0.2)
-    h = BotHarness(emu, tmp_path, lambda: {"viggle": ViggleProvider(settings, Net())},
+    h = BotHarness(emu, tmp_path, lambda: {"viggle": ViggleProvider(settings, sandbox_net(viggle, emu))},
                    extensions=("cogs.jobs", "cogs.viggle"), status_edit_seconds=0.2)
     await h.start()
     yield h

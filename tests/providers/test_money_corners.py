@@ -11,7 +11,6 @@ import pytest
 
 from bot.config import ScenarioSettings, Vid2SceneSettings, ViggleSettings
 from bot.models import Job, JobState, RemotePhase
-from bot.net import Net
 from bot.providers.base import (
     InputRejected,
     OutOfCredits,
@@ -32,6 +31,7 @@ from sandbox.scenario import ScenarioSandbox
 from sandbox.vid2scene import Vid2SceneSandbox
 from sandbox.viggle import ViggleSandbox
 from tests.support.file_host import FileHost
+from tests.support.policy import sandbox_net
 
 _ids = itertools.count(1)
 
@@ -78,10 +78,10 @@ async def discord_cdn(tmp_path):
 
 
 @pytest.fixture
-async def layers(scenario):
+async def layers(scenario, discord_cdn):
     env = scenario.env_lines()
     prov = ScenarioProvider(ScenarioSettings(api_key=env["SCENARIO_API_KEY"], api_secret=env["SCENARIO_API_SECRET"],
-                                             base_url=env["SCENARIO_BASE_URL"]), Net())
+                                             base_url=env["SCENARIO_BASE_URL"]), sandbox_net(scenario, discord_cdn))
     prov.upload_poll_seconds = 0.05
     prov.reconcile_settle_seconds = 0.0
     yield prov
@@ -179,8 +179,9 @@ async def viggle():
 
 
 @pytest.fixture
-async def animate(viggle):
-    prov = ViggleProvider(ViggleSettings(api_key=viggle.api_key, base_url=viggle.base_url), Net())
+async def animate(viggle, discord_cdn):
+    prov = ViggleProvider(ViggleSettings(api_key=viggle.api_key, base_url=viggle.base_url),
+                          sandbox_net(viggle, discord_cdn))
     yield prov
     await prov.net.close()
 
@@ -295,10 +296,10 @@ async def v2s(tmp_path):
 
 
 @pytest.fixture
-async def splats(v2s):
+async def splats(v2s, emu_cdn):
     env = v2s.env_lines()
     p = Vid2SceneProvider(Vid2SceneSettings(api_key=env["VID2SCENE_API_KEY"], base_url=env["VID2SCENE_BASE_URL"]),
-                          Net())
+                          sandbox_net(v2s, emu_cdn))
     yield p
     await p.close()
 

@@ -10,7 +10,6 @@ import pytest
 
 from bot.config import ViggleSettings
 from bot.models import Job, JobState, RemotePhase
-from bot.net import Net
 from bot.providers.base import AuthFailed, InputRejected, OutOfCredits, SubmissionUnknown
 from bot.providers.viggle import ViggleProvider
 from bot.providers.viggle_inputs import viggle_can_fetch
@@ -18,6 +17,7 @@ from bot.providers.viggle_wire import error_for, object_status, parse_error, ren
 from sandbox.media import image_bytes, make_video
 from sandbox.viggle import ViggleSandbox
 from tests.support.file_host import FileHost
+from tests.support.policy import sandbox_net
 
 GROUP_DANCE = "1c9e7a52-3f6b-4d8a-b2e1-0f9d8c7b6a54"
 _ids = itertools.count(1)
@@ -108,10 +108,10 @@ async def files(tmp_path):
 
 
 @pytest.fixture
-async def provider(viggle):
+async def provider(viggle, files):
     settings = ViggleSettings(api_key=viggle.api_key, base_url=viggle.base_url, poll_min_seconds=0.05,
                               poll_max_seconds=0.2)
-    prov = ViggleProvider(settings, Net())
+    prov = ViggleProvider(settings, sandbox_net(viggle, files))
     yield prov
     await prov.net.close()
 
