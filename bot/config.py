@@ -36,6 +36,8 @@ class _ProviderSection(BaseSettings):
     poll_min_seconds: float = Field(3.0, gt=0)
     poll_max_seconds: float = Field(60.0, gt=0)
     max_concurrent: int = Field(4, ge=1, le=64)
+    #: status calls at once (light, and many when many jobs wait): apart from the heavy steps above
+    max_concurrent_polls: int = Field(64, ge=1, le=1024)
     deadline_minutes: dict[str, float] = Field(default_factory=dict)
     #: hosts the bot may fetch from besides base_url (storage, CDN): `host`, `host:port`, `*.suffix`;
     #: a JSON list in the environment. Setting it replaces the documented defaults.

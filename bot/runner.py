@@ -21,7 +21,7 @@ from pathlib import Path
 import discord
 
 from bot.delivery import Delivery
-from bot.models import TRANSITIONS, Chore, Job, JobState, RemotePhase, RemoteStatus, utcnow
+from bot.models import TERMINAL_STATES, TRANSITIONS, Chore, Job, JobState, RemotePhase, RemoteStatus, utcnow
 from bot.polling import DurationHistory, PollBounds, PollClock, plan_poll_with_eta, retry_backoff
 from bot.providers.base import (
     AuthFailed,
@@ -47,6 +47,15 @@ NOT_CREATED = (InputRejected, AuthFailed, OutOfCredits, RateLimited)
 #: steps that run after the paid call, on work that exists at the provider
 _PAID_STEPS = (JobState.SUBMITTED, JobState.RUNNING, JobState.COLLECTING)
 
+#: a runner lane: (provider, POLL or WORK), or CHORES for finished jobs' chores (no provider slot)
+Lane = tuple[str | None, str]
+POLL, WORK = "poll", "work"
+CHORES: Lane = (None, "chores")
+#: light steps (a status call) and heavy ones (files, conversions, delivery) have their own slots
+_POLL_STATES = (JobState.SUBMITTED, JobState.RUNNING)
+_WORK_STATES = (JobState.ACCEPTED, JobState.UPLOADING, JobState.COLLECTING, JobState.DELIVERING)
+_LIVE_STATES = _POLL_STATES + _WORK_STATES
+
 
 def is_outage(exc: BaseException) -> bool:
     """A fault that passes by itself (network, timeouts, Discord's 5xx or 429), as opposed to a
@@ -64,7 +73,8 @@ class Runner:
     """Drives jobs. `wake()` after creating or changing one; `start()`/`stop()` around the bot."""
 
     def __init__(self, store: Store, providers: dict[str, Provider], delivery: Delivery, *, spool_dir: Path,
-                 max_attempts: int = 8, clock: Callable[[], datetime] = utcnow, idle_wait: float = 30.0) -> None:
+                 max_attempts: int = 8, clock: Callable[[], datetime] = utcnow, idle_wait: float = 30.0,
+                 batch_window: float = 0.02, chore_concurrency: int = 16) -> None:
         self.store = store
         self.providers = providers
         self.delivery = delivery
@@ -72,9 +82,16 @@ class Runner:
         self.max_attempts = max_attempts
         self.clock = clock
         self.idle_wait = idle_wait
+        self.batch_window = batch_window
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._limits = {name: asyncio.Semaphore(p.limits.max_concurrent) for name, p in providers.items()}
+        #: how many steps of each lane may run at once; a job is claimed only into a free slot
+        self._capacity: dict[Lane, int] = {CHORES: chore_concurrency}
+        for name, p in providers.items():
+            self._capacity[(name, POLL)] = p.limits.max_concurrent_polls
+            self._capacity[(name, WORK)] = p.limits.max_concurrent
+        self._busy: dict[Lane, set[str]] = {lane: set() for lane in self._capacity}
+        self._provider_of: dict[str, str] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._status_dirty: set[str] = set()
@@ -134,14 +151,7 @@ class Runner:
         while not self._stopping:
             self._wake.clear()
             try:
-                for job in await self.store.due_jobs(self.clock(), exclude=self._inflight):
-                    task = asyncio.create_task(self._drive(job), name=f"job-{job.id}")
-                    self._inflight[job.id] = task
-                    task.add_done_callback(lambda _t, jid=job.id: self._step_done(jid))
-                wait = self.idle_wait
-                next_due = await self.store.next_due_at(exclude=self._inflight)
-                if next_due is not None:
-                    wait = min(wait, max(0.0, (next_due - self.clock()).total_seconds()))
+                wait = await self._claim_due()
             except Exception:  # the loop itself must never die (a locked database, say)
                 log.exception("runner loop error")
                 wait = 1.0
@@ -149,6 +159,43 @@ class Runner:
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
             except TimeoutError:
                 pass
+            if self.batch_window and not self._stopping:
+                # steps end one by one: gather those that end together into one pass (one query
+                # per lane claims them all), which costs at most this much lateness
+                await asyncio.sleep(self.batch_window)
+
+    async def _claim_due(self) -> float:
+        """One pass: fill each lane's free slots with its due jobs, oldest due first; returns how
+        long to wait for the next due job. No task waits for a slot: a full lane's due jobs stay
+        in the store until a step of that lane ends (which wakes the loop)."""
+        now = self.clock()
+        for lane, capacity in self._capacity.items():
+            free = capacity - len(self._busy[lane])
+            if free <= 0:
+                continue
+            name, kind = lane
+            if lane == CHORES:
+                jobs = await self.store.due_jobs(now, limit=free, exclude=self._busy[lane], states=TERMINAL_STATES)
+                if len(jobs) < free:  # live jobs of a provider no longer configured: failed without one
+                    jobs += await self.store.due_jobs(now, limit=free - len(jobs), exclude=self._busy[lane],
+                                                      not_providers=self.providers, states=_LIVE_STATES)
+            else:
+                in_flight = [jid for jid in self._inflight if self._provider_of.get(jid) == name]
+                jobs = await self.store.due_jobs(now, limit=free, exclude=in_flight, provider=name,
+                                                 states=_POLL_STATES if kind == POLL else _WORK_STATES)
+            for job in jobs:
+                if job.id in self._inflight:  # still finishing its last step in another lane
+                    continue
+                self._busy[lane].add(job.id)
+                self._provider_of[job.id] = job.provider
+                task = asyncio.create_task(self._drive(job, lane), name=f"job-{job.id}")
+                self._inflight[job.id] = task
+                task.add_done_callback(lambda _t, jid=job.id, ln=lane: self._step_done(jid, ln))
+        wait = self.idle_wait
+        next_due = await self.store.next_due_at(after=now)
+        if next_due is not None:
+            wait = min(wait, max(0.0, (next_due - self.clock()).total_seconds()))
+        return wait
 
     async def sweep_spool(self) -> int:
         """Remove job folders in the spool that no live job (or owed chore) uses: left by a
@@ -164,12 +211,14 @@ class Runner:
             log.info("removed %d orphaned spool folder(s)", len(orphans))
         return len(orphans)
 
-    def _step_done(self, job_id: str) -> None:
+    def _step_done(self, job_id: str, lane: Lane) -> None:
         self._inflight.pop(job_id, None)
+        self._provider_of.pop(job_id, None)
+        self._busy.get(lane, set()).discard(job_id)
         self._wake.set()
 
     # -- one step -------------------------------------------------------------------------------
-    async def _drive(self, job: Job) -> None:
+    async def _drive(self, job: Job, lane: Lane = CHORES) -> None:
         provider = self.providers.get(job.provider)
         if job.state.is_terminal:  # only chores are left: they need no provider slot
             try:
@@ -182,52 +231,63 @@ class Runner:
         if provider is None:
             await self._fail(job, f"The {job.provider} service is not configured on this bot any more.")
             return
-        async with self._limits[job.provider]:
-            try:
-                # the copy read by the loop may be stale after waiting for a slot (a cancel, say)
+        # the lane's slot was taken when the job was claimed: no waiting here
+        try:
+            if lane[1] != POLL:  # a heavy step: start from the newest copy (a cancel, say)
                 job = await self.store.get_job(job.id) or job
-                if not job.state.is_live:
-                    return
-                blocked = (self._not_before.get(job.provider, self.clock()) - self.clock()).total_seconds()
-                if blocked > 0 and job.state is not JobState.DELIVERING:
-                    # the provider said slow down (to another job): its limit covers the whole account
-                    job = await self._retry_later(job, blocked, count=False)
-                    return
-                job = await self._step(job, provider)
-                if job.state.is_live and (job.attempts or job.last_error):
-                    job = await self.store.update(job, attempts=0, last_error=None)  # the step worked
-                if job.state.is_live and job.finish_pending:
-                    job = await self._do_chores(job, provider)
-            except StaleJob:
-                return  # moved by someone else (a cancel); the next pass reads it afresh
-            except RateLimited as exc:
-                wait = max(exc.retry_after, 1.0)
-                if not exc.local:
-                    self._not_before[job.provider] = self.clock() + timedelta(seconds=wait)
-                job = await self._retry_later(job, wait, count=False)
-            except FINAL_ERRORS as exc:
-                job = await self._fail(job, user_message(exc, provider.display_name))
-            except discord.Forbidden:
-                job = await self._fail(job, "The bot is not allowed to post in this channel any more.")
-            except discord.NotFound:
-                job = await self._fail(job, "The channel this job was started in no longer exists.")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if isinstance(exc, ProviderError):
-                    log.warning("job %s: %s step failed: %s", job.id, job.state, exc)
-                else:
-                    log.exception("job %s: %s step failed", job.id, job.state)
-                job = await self._after_error(job, user_message(exc, provider.display_name), outage=is_outage(exc),
-                                              poll_max=provider.limits.poll_max)
-        self._show_soon(job.id)
+            if not job.state.is_live:
+                return
+            blocked = (self._not_before.get(job.provider, self.clock()) - self.clock()).total_seconds()
+            if blocked > 0 and job.state is not JobState.DELIVERING:
+                # the provider said slow down (to another job): its limit covers the whole account
+                job = await self._retry_later(job, blocked, count=False)
+                return
+            job = await self._step(job, provider)
+            if job.state.is_live and (job.attempts or job.last_error):
+                job = await self.store.update(job, attempts=0, last_error=None)  # the step worked
+            if job.state.is_live and job.finish_pending:
+                job = await self._do_chores(job, provider)
+        except StaleJob:
+            return  # moved by someone else (a cancel); the next pass reads it afresh
+        except RateLimited as exc:
+            wait = max(exc.retry_after, 1.0)
+            if not exc.local:
+                self._not_before[job.provider] = self.clock() + timedelta(seconds=wait)
+            job = await self._retry_later(job, wait, count=False)
+        except FINAL_ERRORS as exc:
+            job = await self._fail(job, user_message(exc, provider.display_name))
+        except discord.Forbidden:
+            job = await self._fail(job, "The bot is not allowed to post in this channel any more.")
+        except discord.NotFound:
+            job = await self._fail(job, "The channel this job was started in no longer exists.")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, ProviderError):
+                log.warning("job %s: %s step failed: %s", job.id, job.state, exc)
+            else:
+                log.exception("job %s: %s step failed", job.id, job.state)
+            job = await self._after_error(job, user_message(exc, provider.display_name), outage=is_outage(exc),
+                                          poll_max=provider.limits.poll_max)
+        self._show_soon(job.id, job if lane[1] == POLL else None)
 
-    def _show_soon(self, job_id: str) -> None:
+    def _show_soon(self, job_id: str, seen: Job | None = None) -> None:
         """Refresh the status message in the background: Discord's edit rate limits must slow
-        the card, never the job. Requests made while an edit is under way coalesce into one."""
+        the card, never the job. Requests made while an edit is under way coalesce into one.
+        `seen`, the row a status poll just wrote: when its card would look as shown, nothing is
+        done (most polls of a waiting job change nothing a user sees)."""
+        if (seen is not None and seen.state.is_live and seen.status_message_id is not None
+                and job_id not in self._status_tasks and self._card_unchanged(seen)):
+            return
         self._status_dirty.add(job_id)
         if job_id not in self._status_tasks:
             self._status_tasks[job_id] = asyncio.create_task(self._status_worker(job_id), name=f"status-{job_id}")
+
+    def _card_unchanged(self, job: Job) -> bool:
+        try:
+            return self.delivery.status_payload(job)[2] == job.status_fingerprint
+        except Exception:  # drawing failed: let the worker try (and log) it
+            return False
 
     async def _status_worker(self, job_id: str) -> None:
         try:

@@ -92,6 +92,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (user_id, command)
     );
     """,
+    # 3: the runner claims due jobs per provider and lane (status calls apart from heavy steps)
+    """
+    CREATE INDEX jobs_lane ON jobs (provider, state, next_run_at)
+        WHERE state NOT IN ('done', 'failed', 'cancelled') OR finish_pending <> '[]';
+    """,
 )
 
 
@@ -220,9 +225,10 @@ class Store:
             await self._db.commit()
 
     async def _execute_write(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """One statement in its own transaction; returns the row count."""
-        async with self.transaction() as db:
-            cur = await db.execute(sql, params)
+        """One statement, its own transaction (autocommit: one trip to the database thread, which
+        matters at hundreds of polls a second); returns the row count."""
+        async with self._write_lock:
+            cur = await self._db.execute(sql, params)
             return cur.rowcount
 
     @classmethod
@@ -230,7 +236,8 @@ class Store:
         path = Path(path)
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path)
+        # autocommit: a lone statement commits by itself; transaction() says BEGIN IMMEDIATE itself
+        db = await aiosqlite.connect(path, isolation_level=None)
         db.row_factory = aiosqlite.Row
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
@@ -308,9 +315,8 @@ class Store:
         return int(row[0])
 
     async def get_job(self, job_id: str) -> Job | None:
-        async with self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
-            row = await cur.fetchone()
-        return _from_row(row) if row else None
+        rows = await self._db.execute_fetchall("SELECT * FROM jobs WHERE id = ?", (job_id,))  # one hop
+        return _from_row(rows[0]) if rows else None
 
     async def _write(self, job: Job, new: Job) -> Job:
         changed = {n: getattr(new, n) for n in _JOB_COLUMNS if getattr(new, n) != getattr(job, n)}
@@ -354,17 +360,43 @@ class Store:
         skip = f"AND id NOT IN ({', '.join('?' for _ in range(excluded))})" if excluded else ""
         return f"SELECT * FROM jobs WHERE {_DUE} AND next_run_at <= ? {skip} ORDER BY next_run_at LIMIT ?"
 
-    async def due_jobs(self, now: datetime, limit: int = 50, exclude: Iterable[str] = ()) -> list[Job]:
-        """Live jobs whose next step is due, and finished ones with chores due, oldest due first."""
+    async def due_jobs(self, now: datetime, limit: int = 50, exclude: Iterable[str] = (), *,
+                       provider: str | None = None, states: Iterable[JobState] | None = None,
+                       not_providers: Iterable[str] | None = None) -> list[Job]:
+        """Live jobs whose next step is due, and finished ones with chores due, oldest due first.
+        A lane of the runner narrows it: one provider's (or none of these providers'), in these
+        states. `exclude` is for the few jobs in flight, never for thousands."""
         excluded = list(exclude)
-        async with self._db.execute(self.due_sql(len(excluded)), [_ts(now), *excluded, limit]) as cur:
-            return [_from_row(r) for r in await cur.fetchall()]
+        if provider is None and states is None and not_providers is None:
+            sql, params = self.due_sql(len(excluded)), [_ts(now), *excluded, limit]
+        else:
+            where, params = [_DUE, "next_run_at <= ?"], [_ts(now)]
+            if provider is not None:
+                where.append("provider = ?")
+                params.append(provider)
+            if not_providers is not None:
+                names = list(not_providers)
+                where.append(f"provider NOT IN ({', '.join('?' for _ in names)})")
+                params += names
+            if states is not None:
+                wanted = [str(s) for s in states]
+                where.append(f"state IN ({', '.join('?' for _ in wanted)})")
+                params += wanted
+            if excluded:
+                where.append(f"id NOT IN ({', '.join('?' for _ in excluded)})")
+                params += excluded
+            sql = f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY next_run_at LIMIT ?"
+            params.append(limit)
+        return [_from_row(r) for r in await self._db.execute_fetchall(sql, params)]
 
-    async def next_due_at(self, exclude: Iterable[str] = ()) -> datetime | None:
+    async def next_due_at(self, exclude: Iterable[str] = (), *, after: datetime | None = None) -> datetime | None:
+        """When the next job falls due; with `after`, the first due later than that (what is due
+        already was claimed, or waits for a free slot)."""
         excluded = list(exclude)
         skip = f"AND id NOT IN ({', '.join('?' for _ in excluded)})" if excluded else ""
-        sql = f"SELECT MIN(next_run_at) FROM jobs WHERE {_DUE} {skip}"
-        async with self._db.execute(sql, excluded) as cur:
+        later = "AND next_run_at > ?" if after is not None else ""
+        sql = f"SELECT MIN(next_run_at) FROM jobs WHERE {_DUE} {later} {skip}"
+        async with self._db.execute(sql, ([_ts(after)] if after is not None else []) + excluded) as cur:
             row = await cur.fetchone()
         return _dt(row[0]) if row and row[0] is not None else None
 

@@ -77,7 +77,11 @@ class ProviderLimits:
 
     poll_min: float = 3.0
     poll_max: float = 60.0
+    #: heavy steps at once (uploading, collecting, delivering: files and conversions)
     max_concurrent: int = 4
+    #: status calls at once, apart from the heavy steps: 10,000 waiting jobs polled every 30 s at
+    #: 100 ms a call need about 35
+    max_concurrent_polls: int = 64
     deadlines: Mapping[str, float] = field(default_factory=dict)
     default_deadline: float = 3600.0
     #: after a paid call whose answer was lost, wait this long before looking for the job it made
@@ -90,7 +94,7 @@ class ProviderLimits:
     def from_settings(cls, section: Any) -> ProviderLimits:
         """From a provider's settings section (minutes there, seconds here)."""
         return cls(poll_min=section.poll_min_seconds, poll_max=section.poll_max_seconds,
-                   max_concurrent=section.max_concurrent,
+                   max_concurrent=section.max_concurrent, max_concurrent_polls=section.max_concurrent_polls,
                    deadlines={k: v * 60 for k, v in section.deadline_minutes.items()})
 
 
