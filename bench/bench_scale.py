@@ -90,6 +90,8 @@ class SlowProvider(Provider):
 class BatchProvider(SlowProvider):
     """The same, with a list call that answers many jobs in one request."""
 
+    batch_status = True
+
     async def poll_many(self, jobs: list[Job]) -> dict[str, RemoteStatus]:
         for job in jobs:
             self._seen(job)

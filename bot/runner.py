@@ -183,19 +183,52 @@ class Runner:
                 in_flight = [jid for jid in self._inflight if self._provider_of.get(jid) == name]
                 jobs = await self.store.due_jobs(now, limit=free, exclude=in_flight, provider=name,
                                                  states=_POLL_STATES if kind == POLL else _WORK_STATES)
+            jobs = [job for job in jobs if job.id not in self._inflight]  # still ending a step elsewhere
+            batch = self._batchable(jobs, lane, now)
+            if len(batch) > 1:  # one list request answers them all
+                self._spawn(batch, lane, self._drive_batch(batch, lane), f"jobs-{len(batch)}-{batch[0].id}")
+                jobs = [job for job in jobs if job not in batch]
             for job in jobs:
-                if job.id in self._inflight:  # still finishing its last step in another lane
-                    continue
-                self._busy[lane].add(job.id)
-                self._provider_of[job.id] = job.provider
-                task = asyncio.create_task(self._drive(job, lane), name=f"job-{job.id}")
-                self._inflight[job.id] = task
-                task.add_done_callback(lambda _t, jid=job.id, ln=lane: self._step_done(jid, ln))
+                self._spawn([job], lane, self._drive(job, lane), f"job-{job.id}")
         wait = self.idle_wait
         next_due = await self.store.next_due_at(after=now)
         if next_due is not None:
             wait = min(wait, max(0.0, (next_due - self.clock()).total_seconds()))
         return wait
+
+    def _spawn(self, jobs: list[Job], lane: Lane, step, name: str) -> None:
+        task = asyncio.create_task(step, name=name)
+        for job in jobs:
+            self._busy[lane].add(job.id)
+            self._provider_of[job.id] = job.provider
+            self._inflight[job.id] = task
+            task.add_done_callback(lambda _t, jid=job.id, ln=lane: self._step_done(jid, ln))
+
+    def _batchable(self, jobs: list[Job], lane: Lane, now: datetime) -> list[Job]:
+        """The plain status polls among a claimed poll lane's jobs, when the provider can answer
+        several in one request (cancels, deadlines and jobs with errors go one by one)."""
+        provider = self.providers.get(lane[0]) if lane[0] else None
+        if lane[1] != POLL or provider is None or not provider.batch_status or self._not_before.get(lane[0], now) > now:
+            return []
+        return [j for j in jobs if j.remote_id and not j.cancel_requested and not j.attempts and not j.last_error
+                and (j.deadline_at is None or now <= j.deadline_at)]
+
+    async def _drive_batch(self, jobs: list[Job], lane: Lane) -> None:
+        """Ask for several jobs' status at once, then take each job's step with its answer; a job
+        the answer left out (or a failed list call) is polled on its own as usual."""
+        provider = self.providers[jobs[0].provider]
+        try:
+            statuses = await provider.poll_many(jobs)
+        except RateLimited as exc:
+            if not exc.local:
+                self._not_before[provider.name] = self.clock() + timedelta(seconds=max(exc.retry_after, 1.0))
+            statuses = {}
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s: status of %d jobs in one request failed: %s", provider.display_name, len(jobs), exc)
+            statuses = {}
+        await asyncio.gather(*(self._drive(job, lane, status=statuses.get(job.id)) for job in jobs))
 
     async def sweep_spool(self) -> int:
         """Remove job folders in the spool that no live job (or owed chore) uses: left by a
@@ -218,7 +251,7 @@ class Runner:
         self._wake.set()
 
     # -- one step -------------------------------------------------------------------------------
-    async def _drive(self, job: Job, lane: Lane = CHORES) -> None:
+    async def _drive(self, job: Job, lane: Lane = CHORES, status: RemoteStatus | None = None) -> None:
         provider = self.providers.get(job.provider)
         if job.state.is_terminal:  # only chores are left: they need no provider slot
             try:
@@ -242,7 +275,7 @@ class Runner:
                 # the provider said slow down (to another job): its limit covers the whole account
                 job = await self._retry_later(job, blocked, count=False)
                 return
-            job = await self._step(job, provider)
+            job = await self._step(job, provider, status)
             if job.state.is_live and (job.attempts or job.last_error):
                 job = await self.store.update(job, attempts=0, last_error=None)  # the step worked
             if job.state.is_live and job.finish_pending:
@@ -313,7 +346,7 @@ class Runner:
         except Exception:
             log.exception("job %s: could not update its status message", job.id)
 
-    async def _step(self, job: Job, provider: Provider) -> Job:
+    async def _step(self, job: Job, provider: Provider, status: RemoteStatus | None = None) -> Job:
         now = self.clock()
         # a submission whose answer was lost may exist (and be paid): find it first, then stop it
         unrecorded = job.submit_intent_at is not None and job.remote_id is None
@@ -331,7 +364,7 @@ class Runner:
             case JobState.UPLOADING:
                 return await self._upload_and_submit(job, provider, workdir)
             case JobState.SUBMITTED | JobState.RUNNING:
-                return await self._poll(job, provider)
+                return await self._poll(job, provider, status)
             case JobState.COLLECTING:
                 final = RemoteStatus(RemotePhase.SUCCEEDED, data=job.provider_data.get("_status", {}))
                 workdir.mkdir(parents=True, exist_ok=True)
@@ -386,8 +419,8 @@ class Runner:
                                            next_run_at=self.clock() + timedelta(seconds=delay),
                                            finish_pending=_with(job, Chore.SAVED))
 
-    async def _poll(self, job: Job, provider: Provider) -> Job:
-        status = await provider.poll(job)
+    async def _poll(self, job: Job, provider: Provider, known: RemoteStatus | None = None) -> Job:
+        status = known or await provider.poll(job)
         now = self.clock()
         fields = {"progress": status.progress, "queue_position": status.queue_position, "detail": status.detail,
                   "last_error": None}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -138,6 +138,14 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def poll(self, job: Job) -> RemoteStatus:
         """Ask how the remote job is doing."""
+
+    #: whether `poll_many` can answer several jobs in one request (a job list that tells status)
+    batch_status: ClassVar[bool] = False
+
+    async def poll_many(self, jobs: Sequence[Job]) -> dict[str, RemoteStatus]:
+        """How several remote jobs are doing, in as few requests as the provider allows, keyed by
+        our job id. Jobs left out of the answer are polled one by one with `poll`."""
+        return {}
 
     @abc.abstractmethod
     async def collect(self, job: Job, status: RemoteStatus, workdir: Path) -> list[Artifact]:

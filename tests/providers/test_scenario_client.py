@@ -245,3 +245,25 @@ async def test_wrong_credentials_fail_the_check(sandbox):
         assert "wrong" not in info.value.public
     finally:
         await prov.net.close()
+
+
+async def test_one_list_request_tells_the_status_of_many_jobs(provider, sandbox, cdn, tmp_path):
+    job = await uploaded(provider, cdn, tmp_path)
+    jobs = []
+    for n in range(3):
+        remote_id, _ = await provider.submit(job)
+        jobs.append(job.evolve(id=f"jobt{n + 2}", remote_id=remote_id, state=JobState.SUBMITTED))
+    sandbox.fail_next_job("No separable objects found", "Name the objects to separate.")
+    remote_id, _ = await provider.submit(job)
+    jobs.append(job.evolve(id="jobfail", remote_id=remote_id, state=JobState.SUBMITTED))
+    unknown = job.evolve(id="jobgone", remote_id="job_not_there", state=JobState.SUBMITTED)
+    for each in jobs:
+        await until_terminal(provider, each)
+    before = len(sandbox.requests_to(r"/v1/jobs"))
+    statuses = await provider.poll_many([*jobs, unknown])
+    assert len(sandbox.requests_to(r"/v1/jobs")) - before == 1  # four jobs, one request
+    assert set(statuses) == {j.id for j in jobs}  # the unknown one is left to a single poll
+    assert all(statuses[j.id].phase is RemotePhase.SUCCEEDED for j in jobs[:3])
+    assert statuses[jobs[0].id].data == (await provider.poll(jobs[0])).data
+    failed = statuses["jobfail"]
+    assert failed.phase is RemotePhase.FAILED and failed.hint == "Name the objects to separate."
