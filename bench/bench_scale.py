@@ -141,7 +141,8 @@ async def _drive(args, started_at: float) -> dict:
                             default_deadline=86400.0 * 30)
     provider = (BatchProvider if args.batch else SlowProvider)(args.latency, limits)
     with tempfile.TemporaryDirectory() as spool:
-        runner = Runner(store, {PROVIDER: provider}, _delivery(store), spool_dir=Path(spool))
+        runner = Runner(store, {PROVIDER: provider}, _delivery(store), spool_dir=Path(spool),
+                        worker_id=f"bench-{os.getpid()}")
         await asyncio.sleep(max(0.0, started_at - time.time()))
         rss0, cpu0, wall0 = _rss_mib(), _cpu(), time.monotonic()
         runner.start()

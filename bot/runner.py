@@ -12,6 +12,7 @@ object, spool removal), and the same loop does them until none is left, across r
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 from collections.abc import Callable
@@ -74,7 +75,8 @@ class Runner:
 
     def __init__(self, store: Store, providers: dict[str, Provider], delivery: Delivery, *, spool_dir: Path,
                  max_attempts: int = 8, clock: Callable[[], datetime] = utcnow, idle_wait: float = 30.0,
-                 batch_window: float = 0.02, chore_concurrency: int = 16) -> None:
+                 batch_window: float = 0.02, chore_concurrency: int = 16, worker_id: str = "",
+                 lease_seconds: float = 600.0) -> None:
         self.store = store
         self.providers = providers
         self.delivery = delivery
@@ -83,6 +85,11 @@ class Runner:
         self.clock = clock
         self.idle_wait = idle_wait
         self.batch_window = batch_window
+        #: this worker's name in leases; "" means the only worker (a crash's leases are all its own)
+        self.worker_id = worker_id
+        self.lease_seconds = lease_seconds
+        self._to_release: set[str] = set()
+        self._renewed_at = 0.0
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         #: how many steps of each lane may run at once; a job is claimed only into a free slot
@@ -138,6 +145,10 @@ class Runner:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        try:  # other workers may take these jobs at once instead of waiting for the leases to run out
+            await self.store.release_leases(self.worker_id or "local", self._to_release | self._inflight.keys())
+        except Exception:
+            log.warning("could not give back this worker's leases; they run out by themselves")
         # status edits are cosmetic and re-done on the next step: do not wait out a rate limit
         for task in list(self._status_tasks.values()):
             task.cancel()
@@ -145,6 +156,8 @@ class Runner:
 
     async def _loop(self) -> None:
         try:
+            # leases this worker held when it stopped (or died) are its own to take back at once
+            await self.store.release_leases(self.worker_id or None)
             await self.sweep_spool()
         except Exception:
             log.exception("could not sweep the spool folder")
@@ -169,20 +182,20 @@ class Runner:
         long to wait for the next due job. No task waits for a slot: a full lane's due jobs stay
         in the store until a step of that lane ends (which wakes the loop)."""
         now = self.clock()
+        await self._tend_leases()
         for lane, capacity in self._capacity.items():
             free = capacity - len(self._busy[lane])
             if free <= 0:
                 continue
             name, kind = lane
+            claim = functools.partial(self.store.claim_due, now, worker=self.worker_id or "local",
+                                      lease_seconds=self.lease_seconds)
             if lane == CHORES:
-                jobs = await self.store.due_jobs(now, limit=free, exclude=self._busy[lane], states=TERMINAL_STATES)
+                jobs = await claim(limit=free, states=TERMINAL_STATES)
                 if len(jobs) < free:  # live jobs of a provider no longer configured: failed without one
-                    jobs += await self.store.due_jobs(now, limit=free - len(jobs), exclude=self._busy[lane],
-                                                      not_providers=self.providers, states=_LIVE_STATES)
+                    jobs += await claim(limit=free - len(jobs), not_providers=self.providers, states=_LIVE_STATES)
             else:
-                in_flight = [jid for jid in self._inflight if self._provider_of.get(jid) == name]
-                jobs = await self.store.due_jobs(now, limit=free, exclude=in_flight, provider=name,
-                                                 states=_POLL_STATES if kind == POLL else _WORK_STATES)
+                jobs = await claim(limit=free, provider=name, states=_POLL_STATES if kind == POLL else _WORK_STATES)
             jobs = [job for job in jobs if job.id not in self._inflight]  # still ending a step elsewhere
             batch = self._batchable(jobs, lane, now)
             if len(batch) > 1:  # one list request answers them all
@@ -195,6 +208,19 @@ class Runner:
         if next_due is not None:
             wait = min(wait, max(0.0, (next_due - self.clock()).total_seconds()))
         return wait
+
+    async def _tend_leases(self) -> None:
+        """Give back the leases of steps that ended, and extend those still running well before
+        they run out (a worker that stalls stops extending, and its jobs are taken over)."""
+        worker = self.worker_id or "local"
+        if self._to_release:
+            done, self._to_release = self._to_release, set()
+            await self.store.release_leases(worker, done - self._inflight.keys())
+        loop_now = asyncio.get_running_loop().time()
+        if self._inflight and loop_now - self._renewed_at > self.lease_seconds / 3:
+            self._renewed_at = loop_now
+            await self.store.renew_leases(worker, list(self._inflight),
+                                          self.clock() + timedelta(seconds=self.lease_seconds))
 
     def _spawn(self, jobs: list[Job], lane: Lane, step, name: str) -> None:
         task = asyncio.create_task(step, name=name)
@@ -248,6 +274,7 @@ class Runner:
         self._inflight.pop(job_id, None)
         self._provider_of.pop(job_id, None)
         self._busy.get(lane, set()).discard(job_id)
+        self._to_release.add(job_id)
         self._wake.set()
 
     # -- one step -------------------------------------------------------------------------------

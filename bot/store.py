@@ -92,10 +92,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (user_id, command)
     );
     """,
-    # 3: the runner claims due jobs per provider and lane (status calls apart from heavy steps)
+    # 3: workers claim due jobs per provider and lane with leases (owner, expiry, fencing token)
     """
     CREATE INDEX jobs_lane ON jobs (provider, state, next_run_at)
         WHERE state NOT IN ('done', 'failed', 'cancelled') OR finish_pending <> '[]';
+    ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_until REAL;
+    ALTER TABLE jobs ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
     """,
 )
 
@@ -203,7 +206,12 @@ def looks_like_job_id(name: str) -> bool:
 
 
 class Store:
-    """An open database. Use `await Store.open(path)`; close with `await store.close()`."""
+    """An open database. Use `await Store.open(path)`; close with `await store.close()`.
+    `open_store(url_or_path)` picks SQLite or PostgreSQL (bot/store_pg.py)."""
+
+    #: dialect: the smaller of two values; what makes a claim skip rows another worker is taking
+    _LEAST = "MIN"
+    _SKIP_LOCKED = ""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
@@ -325,15 +333,16 @@ class Store:
         # before looking for a submission that may exist unrecorded (it must be found to be stopped)
         assignments = ", ".join(
             "next_run_at = CASE WHEN cancel_requested = 1 AND (submit_intent_at IS NULL OR remote_id IS NOT NULL) "
-            "THEN MIN(next_run_at, ?) ELSE ? END"
+            f"THEN {self._LEAST}(next_run_at, ?) ELSE ? END"
             if n == "next_run_at" else f"{n} = ?" for n in changed)
         params: list[Any] = []
         for n, v in changed.items():
             params += [_to_column(n, v)] * (2 if n == "next_run_at" else 1)
-        params += [job.id, str(job.state)]
-        rowcount = await self._execute_write(f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?", params)
+        params += [job.id, str(job.state), job.lease_token]
+        rowcount = await self._execute_write(
+            f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ? AND lease_token = ?", params)
         if rowcount != 1:
-            raise StaleJob(f"job {job.id} is no longer {job.state}")
+            raise StaleJob(f"job {job.id} is no longer {job.state}, or its lease was taken over")
         return new
 
     async def update(self, job: Job, **changes: Any) -> Job:
@@ -388,6 +397,61 @@ class Store:
             sql = f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY next_run_at LIMIT ?"
             params.append(limit)
         return [_from_row(r) for r in await self._db.execute_fetchall(sql, params)]
+
+    async def claim_due(self, now: datetime, *, worker: str, lease_seconds: float, limit: int,
+                        provider: str | None = None, states: Iterable[JobState] | None = None,
+                        not_providers: Iterable[str] | None = None) -> list[Job]:
+        """Take up to `limit` due jobs of a lane for `worker`, oldest due first: each gets a lease
+        until `now + lease_seconds` and a new fencing token (returned in the job, and required by
+        every write made with it). Jobs leased by anyone whose lease has not run out are skipped;
+        an expired lease is taken over. One statement, so two workers never take the same job."""
+        where, params = [_DUE, "next_run_at <= ?", "(lease_until IS NULL OR lease_until < ?)"], [_ts(now), _ts(now)]
+        if provider is not None:
+            where.append("provider = ?")
+            params.append(provider)
+        if not_providers is not None:
+            names = list(not_providers)
+            where.append(f"provider NOT IN ({', '.join('?' for _ in names)})")
+            params += names
+        if states is not None:
+            wanted = [str(s) for s in states]
+            where.append(f"state IN ({', '.join('?' for _ in wanted)})")
+            params += wanted
+        pick = f"SELECT id FROM jobs WHERE {' AND '.join(where)} ORDER BY next_run_at LIMIT ?{self._SKIP_LOCKED}"
+        sql = (f"UPDATE jobs SET lease_owner = ?, lease_until = ?, lease_token = lease_token + 1 "
+               f"WHERE id IN ({pick}) RETURNING *")
+        rows = await self._returning(sql, [worker, _ts(now) + lease_seconds, *params, limit])
+        return sorted((_from_row(r) for r in rows), key=lambda j: j.next_run_at)
+
+    async def renew_leases(self, worker: str, job_ids: Iterable[str], until: datetime) -> int:
+        """Extend `worker`'s leases on jobs it is still working on (a long upload, say)."""
+        ids = list(job_ids)
+        if not ids:
+            return 0
+        return await self._execute_write(
+            f"UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND id IN ({', '.join('?' for _ in ids)})",
+            [_ts(until), worker, *ids])
+
+    async def release_leases(self, worker: str | None, job_ids: Iterable[str] | None = None) -> int:
+        """Give up `worker`'s leases (on these jobs, or all of them); `worker` None: everyone's
+        (a lone worker starting again after a crash)."""
+        where, params = ["lease_until IS NOT NULL"], []
+        if worker is not None:
+            where.append("lease_owner = ?")
+            params.append(worker)
+        if job_ids is not None:
+            ids = list(job_ids)
+            if not ids:
+                return 0
+            where.append(f"id IN ({', '.join('?' for _ in ids)})")
+            params += ids
+        return await self._execute_write(
+            f"UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}", params)
+
+    async def _returning(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """A write whose changed rows are read back (RETURNING)."""
+        async with self._write_lock:
+            return list(await self._db.execute_fetchall(sql, params))
 
     async def next_due_at(self, exclude: Iterable[str] = (), *, after: datetime | None = None) -> datetime | None:
         """When the next job falls due; with `after`, the first due later than that (what is due
