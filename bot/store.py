@@ -282,6 +282,7 @@ class Store:
         columns = ", ".join(_JOB_COLUMNS)
         marks = ", ".join("?" for _ in _JOB_COLUMNS)
         async with self.transaction() as db:
+            await self._serialize(db, job)
             if max_per_user is not None and await self._count_live(db, "owner_id", job.owner_id) >= max_per_user:
                 raise LimitReached("user", max_per_user)
             if (max_per_guild is not None and job.guild_id is not None
@@ -292,6 +293,10 @@ class Store:
             await db.execute(f"INSERT INTO jobs ({columns}) VALUES ({marks})",
                              [_to_column(n, getattr(job, n)) for n in _JOB_COLUMNS])
         return job
+
+    async def _serialize(self, db: Any, job: Job) -> None:
+        """Make concurrent creations for the same guild or owner wait for each other (on SQLite,
+        BEGIN IMMEDIATE already does; PostgreSQL takes advisory locks)."""
 
     async def take_cooldown(self, cooldown: Cooldown) -> None:
         """Start a per-user cooldown, or raise CoolingDown while the last one runs."""
@@ -569,3 +574,13 @@ class Store:
                            owner_id=row["owner_id"], guild_id=row["guild_id"], name=row["name"],
                            status=row["status"], data=json.loads(row["data"]),
                            created_at=_dt(row["created_at"]), updated_at=_dt(row["updated_at"]))
+
+
+async def open_store(location: str | Path) -> Store:
+    """`postgresql://…` opens PostgreSQL (bot/store_pg.py, for a gateway and several workers);
+    anything else is a SQLite file (one process)."""
+    if str(location).startswith(("postgresql://", "postgres://")):
+        from bot.store_pg import PgStore
+
+        return await PgStore.open(str(location))
+    return await Store.open(location)
