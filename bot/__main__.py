@@ -1,5 +1,6 @@
-"""`python -m bot [run|demo|check|sync]`: run the bot, play the sandbox demo, check the
-configuration, or register slash commands (never done on every start: Discord limits it)."""
+"""`python -m bot [run|worker|demo|check|sync]`: run the bot, run jobs without a gateway (beside a
+gateway, on PostgreSQL), play the sandbox demo, check the configuration, or register slash commands
+(never done on every start: Discord limits it)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,46 @@ def _need_token(settings) -> str:
     return settings.discord_token.get_secret_value()
 
 
+async def _until_signalled() -> None:
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _work(settings, token: str) -> None:
+    """A runner and Discord's REST API, no gateway: it takes jobs from the shared database (with
+    leases) and posts their cards and results. SIGTERM lets running steps finish."""
+    from bot.app import VideoBot
+
+    bot = VideoBot(settings, extensions=(), start_runner=True)
+    try:
+        await bot.login(token)  # REST only; runs setup_hook, which starts the runner
+        await _until_signalled()
+    finally:
+        await bot.close()
+
+
+def cmd_worker(_args) -> int:
+    from bot.app import point_discord_at
+    from bot.logs import secret_values, setup_logging
+
+    settings = _settings_or_exit()
+    token = _need_token(settings)
+    setup_logging(settings.log_level, secret_values(settings))
+    if not settings.worker_id:  # never "the only process": a gateway or other workers share the jobs
+        import os
+        import socket
+
+        settings.worker_id = f"{socket.gethostname()}-{os.getpid()}"
+    point_discord_at(settings.discord_api_url, settings.discord_gateway_url)
+    asyncio.run(_work(settings, token))
+    return 0
+
+
 async def _run(settings, token: str) -> None:
     """Run until closed; SIGTERM (docker stop) and Ctrl-C close the bot gracefully, so running
     steps finish and every job stays resumable."""
@@ -39,7 +80,7 @@ async def _run(settings, token: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    bot = VideoBot(settings)
+    bot = VideoBot(settings, start_runner=settings.gateway_runs_jobs)
     running = asyncio.create_task(bot.start(token))
     stopping = asyncio.create_task(stop.wait())
     try:
@@ -113,12 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="run the bot (the default)")
+    sub.add_parser("worker", help="run jobs without a gateway, beside a gateway on a shared PostgreSQL")
     sub.add_parser("check", help="validate configuration and reach each configured provider")
     sub.add_parser("sync", help="register slash commands (globally, or to DISCORD_DEV_GUILD_ID)")
     demo = sub.add_parser("demo", help="run the whole story against the local sandbox, no credentials needed")
     demo.add_argument("--out", default="demo-out", help="where to write the transcript (default: demo-out)")
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "check": cmd_check, "sync": cmd_sync, "demo": cmd_demo, None: cmd_run}
+    handlers = {"run": cmd_run, "worker": cmd_worker, "check": cmd_check, "sync": cmd_sync, "demo": cmd_demo, None: cmd_run}
     return handlers[args.command](args)
 
 

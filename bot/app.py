@@ -10,7 +10,7 @@ import discord
 from discord.ext import commands
 
 from bot.buttons import JobButton
-from bot.config import Settings
+from bot.config import Settings, database_location, worker_name
 from bot.delivery import Delivery
 from bot.jobs import JobService
 from bot.net import Net
@@ -19,7 +19,7 @@ from bot.providers import build_providers
 from bot.providers.base import Provider
 from bot.redact import register_section, register_settings
 from bot.runner import Runner
-from bot.store import Store
+from bot.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class VideoBot(commands.Bot):
         self.providers: dict[str, Provider] = {}
 
     async def setup_hook(self) -> None:
-        self.store = await Store.open(self.settings.database_path)
+        self.store = await open_store(database_location(self.settings))
         self.providers = (self._given_providers if self._given_providers is not None
                           else build_providers(self.settings, self.net))
         for provider in self.providers.values():
@@ -62,7 +62,8 @@ class VideoBot(commands.Bot):
                                  edit_interval=self.settings.status_edit_seconds,
                                  provider_names={n: p.display_name for n, p in self.providers.items()})
         self.runner = Runner(self.store, self.providers, self.delivery, spool_dir=self.settings.spool_dir,
-                             max_attempts=self.settings.max_attempts)
+                             max_attempts=self.settings.max_attempts, worker_id=worker_name(self.settings),
+                             idle_wait=self.settings.runner_idle_seconds)
         self.jobs = JobService(self.store, self.runner, self.delivery, self.providers,
                                max_per_user=self.settings.max_jobs_per_user,
                                max_per_guild=self.settings.max_jobs_per_guild, cooldowns=self.settings.cooldowns)

@@ -49,5 +49,11 @@ async def run_checks(settings: Settings) -> bool:
                 ok = False
     finally:
         await net.close()
-    print(f"database:  {settings.database_path}")
+    if settings.database_url is not None and settings.database_url.get_secret_value():
+        from urllib.parse import urlsplit
+
+        where = urlsplit(settings.database_url.get_secret_value())
+        print(f"database:  PostgreSQL at {where.hostname}:{where.port or 5432}{where.path}")
+    else:
+        print(f"database:  {settings.database_path}")
     return ok
