@@ -9,7 +9,8 @@ and polls per second against the schedule, CPU (process time over wall time, all
 one core) and RSS growth while running.
 
 With `--workers K` (K > 1) K processes each run a Runner on the same database (leases keep them
-apart); `--database-url postgresql://...` uses PostgreSQL instead of a SQLite file. `--batch`
+apart); `--database-url postgresql://...` uses PostgreSQL instead of a SQLite file (in a schema of
+its own, dropped afterwards; CPU counts the bench's processes, not the PostgreSQL server's). `--batch`
 gives the fake provider a `poll_many` (one request answers many jobs), to compare requests per job.
 Each poll draws the status card to compare it with what is shown (unchanged: no edit).
 Prints a summary and, as the last line, one JSON object. No pass/fail.
@@ -158,10 +159,10 @@ def _worker(args, started_at: float, queue) -> None:
     queue.put(asyncio.run(_drive(args, started_at)))
 
 
-async def _overdue(args) -> list[float]:
-    """Lateness of the jobs still waiting for a poll that was due before the end."""
+async def _overdue(args, end: float) -> list[float]:
+    """Lateness of the jobs still waiting for a poll that was due before the end of the run."""
     store = await _open_store(args)
-    now = utcnow()
+    now = utcnow() + timedelta(seconds=end - time.time())
     jobs = await store.due_jobs(now, limit=args.jobs)
     await store.close()
     return [(now - j.next_run_at).total_seconds() for j in jobs if j.state.is_live]
@@ -178,6 +179,34 @@ def main() -> None:
     parser.add_argument("--poll-max", type=float, default=30.0)
     parser.add_argument("--batch", action="store_true", help="the provider answers many jobs per request")
     args = parser.parse_args()
+    schema = ""
+    if args.database_url:  # a schema of its own, dropped at the end: runs never see each other's jobs
+        schema = f"bench_{os.getpid()}"
+        asyncio.run(_pg(args.database_url, f"CREATE SCHEMA {schema}"))
+        sep = "&" if "?" in args.database_url else "?"
+        base_url, args.database_url = args.database_url, f"{args.database_url}{sep}options=-csearch_path%3D{schema}"
+    try:
+        summary = _run(args)
+    finally:
+        if schema:
+            asyncio.run(_pg(base_url, f"DROP SCHEMA {schema} CASCADE"))
+    print(f"{args.jobs} jobs, {args.workers} worker(s), {args.latency * 1000:.0f} ms per call, {args.seconds:g} s: "
+          f"p95 lateness {summary['p95_lateness_s']} s, {summary['polls']}/{summary['polls_expected']} polls, "
+          f"CPU {summary['cpu_pct']}%, RSS +{summary['rss_growth_mib']} MiB")
+    print(json.dumps(summary))
+
+
+async def _pg(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _run(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         args.db = Path(tmp) / "jobs.db"
         started_at = time.time() + 1.0 + args.jobs * 0.0015  # the schedule starts once the store is full
@@ -195,7 +224,7 @@ def main() -> None:
             results = [queue.get() for _ in procs]
             for p in procs:
                 p.join()
-        overdue = asyncio.run(_overdue(args))
+        overdue = asyncio.run(_overdue(args, started_at + args.seconds))
     lateness = sorted([x for r in results for x in r["lateness"]] + overdue)
     polls = sum(len(r["lateness"]) for r in results)
     requests = sum(r["requests"] for r in results)
@@ -215,10 +244,7 @@ def main() -> None:
         "cpu_pct": round(sum(r["cpu_pct"] for r in results), 1),
         "rss_growth_mib": round(max(r["rss_growth_mib"] for r in results), 1),
     }
-    print(f"{args.jobs} jobs, {args.workers} worker(s), {args.latency * 1000:.0f} ms per call, {args.seconds:g} s: "
-          f"p95 lateness {summary['p95_lateness_s']} s, {polls}/{expected} polls, CPU {summary['cpu_pct']}%, "
-          f"RSS +{summary['rss_growth_mib']} MiB")
-    print(json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":
