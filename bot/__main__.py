@@ -80,7 +80,7 @@ async def _run(settings, token: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    bot = VideoBot(settings, start_runner=settings.gateway_runs_jobs)
+    bot = VideoBot(settings)  # runs jobs too unless GATEWAY_RUNS_JOBS=false
     running = asyncio.create_task(bot.start(token))
     stopping = asyncio.create_task(stop.wait())
     try:

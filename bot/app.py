@@ -40,7 +40,8 @@ class VideoBot(commands.Bot):
     """Everything lives on the bot so cogs reach it as `interaction.client`."""
 
     def __init__(self, settings: Settings, *, providers: dict[str, Provider] | None = None,
-                 extensions: Sequence[str] = DEFAULT_EXTENSIONS, start_runner: bool = True, **client_options) -> None:
+                 extensions: Sequence[str] = DEFAULT_EXTENSIONS, start_runner: bool | None = None,
+                 **client_options) -> None:
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(),
                          help_command=None, allowed_mentions=discord.AllowedMentions.none(), **client_options)
         self.settings = settings
@@ -48,7 +49,8 @@ class VideoBot(commands.Bot):
         self.net = Net(policy=OutboundPolicy.from_settings(settings))
         self._given_providers = providers
         self._extensions = tuple(extensions)
-        self._start_runner = start_runner
+        #: None: as GATEWAY_RUNS_JOBS says (a worker passes True, `sync` False)
+        self._start_runner = settings.gateway_runs_jobs if start_runner is None else start_runner
         self.providers: dict[str, Provider] = {}
 
     async def setup_hook(self) -> None:
@@ -63,7 +65,8 @@ class VideoBot(commands.Bot):
                                  provider_names={n: p.display_name for n, p in self.providers.items()})
         self.runner = Runner(self.store, self.providers, self.delivery, spool_dir=self.settings.spool_dir,
                              max_attempts=self.settings.max_attempts, worker_id=worker_name(self.settings),
-                             idle_wait=self.settings.runner_idle_seconds)
+                             idle_wait=self.settings.runner_idle_seconds,
+                             lease_seconds=self.settings.job_lease_seconds)
         self.jobs = JobService(self.store, self.runner, self.delivery, self.providers,
                                max_per_user=self.settings.max_jobs_per_user,
                                max_per_guild=self.settings.max_jobs_per_guild, cooldowns=self.settings.cooldowns)

@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     gateway_runs_jobs: bool = True
     #: how often a runner looks for new jobs when nothing is due: other processes create them
     runner_idle_seconds: float = Field(30.0, gt=0, le=300)
+    #: how long a worker's claim on a job lasts unless renewed (it renews every third of this while
+    #: the step runs): after a worker dies, its jobs wait this long before another takes them
+    job_lease_seconds: float = Field(600.0, ge=1, le=86400)
     spool_dir: Path = Path("data/spool")
     upload_limit_mb: float = Field(10.0, gt=0, le=500)
     max_jobs_per_user: int = Field(3, ge=1, le=100)
