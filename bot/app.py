@@ -21,7 +21,7 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EXTENSIONS = ("cogs.jobs", "cogs.splat", "cogs.viggle", "cogs.layers")
+DEFAULT_EXTENSIONS = ("cogs.jobs", "cogs.splat", "cogs.viggle", "cogs.layers", "cogs.budget", "cogs.followups")
 
 
 def point_discord_at(api_url: str | None, gateway_url: str | None) -> None:

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     max_jobs_per_guild: int = Field(20, ge=1, le=1000)
     status_edit_seconds: float = Field(5.0, ge=0)
     max_attempts: int = Field(8, ge=1, le=100)
+    #: ask before starting a job expected to cost more than this (in the provider's unit); a
+    #: server manager sets a per-server level with `/budget set`
+    confirm_cost_above: float | None = Field(100.0, ge=0)
     log_level: str = "INFO"
 
     viggle: ViggleSettings = Field(default_factory=ViggleSettings)

@@ -18,6 +18,8 @@ from datetime import timedelta
 import discord
 
 from bot.buttons import job_buttons, result_buttons
+from bot.cards import preview_file, ready_words, result_embed, shorten
+from bot.followups import followup_view
 from bot.models import Artifact, Job, JobState, utcnow
 from bot.store import Store
 
@@ -53,19 +55,20 @@ def progress_bar(fraction: float, width: int = 14) -> str:
 
 
 def status_embed(job: Job, provider_name: str) -> discord.Embed:
-    """The status card: what was asked, where it is, how far, how long to go, whose it is."""
-    embed = discord.Embed(title=f"{provider_name} · {job.kind}", description=job.summary[:1000],
+    """The status card: what was asked, where it is, how far, how long to go, whose it is. Once
+    done it becomes the result card (bot/cards.py)."""
+    if job.state is JobState.DONE:
+        return result_embed(job, provider_name)
+    embed = discord.Embed(title=f"{provider_name} · {job.kind}", description=shorten(job.summary, 1000),
                           colour=_COLOURS.get(job.state, 0x5865F2))
     state = _STATE_WORDS[job.state]
     if job.state in (JobState.SUBMITTED, JobState.RUNNING) and job.queue_position:
-        state = f"Queued (position {job.queue_position})"
+        state = f"Queued (position {job.queue_position})"  # the one place the position is shown
     if job.detail and job.state.is_live:
-        state = f"{state} · {job.detail[:200]}"
+        state = f"{state} · {shorten(job.detail, 200)}"
     embed.add_field(name="State", value=state, inline=False)
     if job.state.is_live and job.progress is not None:
         embed.add_field(name="Progress", value=progress_bar(job.progress), inline=True)
-    if job.state.is_live and job.queue_position:
-        embed.add_field(name="Queue", value=f"#{job.queue_position}", inline=True)
     if job.state.is_live and job.eta is not None:
         embed.add_field(name="ETA", value=f"<t:{int(job.eta.timestamp())}:R>", inline=True)
     if job.state is JobState.FAILED and job.last_error:
@@ -158,6 +161,16 @@ def plan_messages(artifacts: list[Artifact] | tuple[Artifact, ...], limit: int) 
     return [p for p in plans if p.files or p.notes or p.downloads] or [MessagePlan(notes=["No files."])]
 
 
+def _card_preview(index: int, plan: MessagePlan, message: discord.Message) -> dict:
+    """The result card shows the first result message's preview image by its attachment URL
+    (an `attachment://` name would only work inside the result message itself)."""
+    if index:
+        return {}  # only the first message
+    chosen = preview_file(plan.files)
+    url = next((a.url for a in message.attachments if chosen and a.filename == chosen.filename), None)
+    return {"preview_url": url}
+
+
 class Delivery:
     """Posts and edits a job's messages through the bot's Discord connection."""
 
@@ -181,7 +194,8 @@ class Delivery:
 
     def status_payload(self, job: Job) -> tuple[discord.Embed, discord.ui.View | None, str]:
         embed = status_embed(job, self.provider_name(job))
-        return embed, job_buttons(job), fingerprint(job, embed)
+        view = followup_view(job) if job.state is JobState.DONE else job_buttons(job)
+        return embed, view, fingerprint(job, embed)
 
     def edit_wait(self, job: Job) -> float:
         """Seconds before the status message may be edited again: at most one edit per
@@ -241,12 +255,12 @@ class Delivery:
                 continue
             message = await self._send_part(job, channel, plan, index, len(plans))
             sent.append(message.id)
-            job = await self.store.update(job, result_message_ids=tuple(sent))
+            job = await self.store.update(job, result_message_ids=tuple(sent), **_card_preview(index, plan, message))
         return job
 
     def _content(self, job: Job, plan: MessagePlan, index: int, total: int) -> str:
         part = f" (part {index + 1}/{total})" if total > 1 else ""
-        lines = [f"<@{job.owner_id}> your {self.provider_name(job)} {job.kind} is ready{part} · job `{job.id}`"]
+        lines = [f"<@{job.owner_id}> {ready_words(self.provider_name(job), job.kind)}{part} · job `{job.id}`"]
         lines += [f"• {a.filename}: {a.description}" for a in plan.files if a.description]
         lines += plan.notes
         return "\n".join(lines)[:MAX_CONTENT]

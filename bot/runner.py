@@ -17,6 +17,7 @@ from pathlib import Path
 
 import discord
 
+from bot.costs import amount_words, settled_amount
 from bot.delivery import Delivery
 from bot.models import TRANSITIONS, Job, JobState, RemotePhase, RemoteStatus, utcnow
 from bot.polling import PollBounds, eta_seconds, next_poll_delay, retry_backoff
@@ -31,7 +32,7 @@ from bot.providers.base import (
     SubmissionUnknown,
     user_message,
 )
-from bot.store import StaleJob, Store
+from bot.store import BudgetExceeded, StaleJob, Store
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +246,7 @@ class Runner:
                                                        next_run_at=self.clock())
                 job = await self.delivery.deliver(job)
                 job = await self.store.transition(job, JobState.DONE, detail=None)
+                await self._settle(job)
                 await self._show(job)  # the final card is part of the step, not left to the updater
                 await self._remember(job, provider)
                 await self._clean(job)
@@ -266,6 +268,14 @@ class Runner:
             workdir.mkdir(parents=True, exist_ok=True)
             data = await provider.upload(job, workdir)
             job = await self.store.update(job, provider_data={**job.provider_data, **data, "_uploaded": True})
+            if isinstance(data.get("quote"), int | float):  # the provider priced it before paying
+                try:
+                    await self.store.requote_charge(job.id, float(data["quote"]))
+                except BudgetExceeded as exc:
+                    return await self._fail(job, f"{provider.display_name} priced this at "
+                                                 f"{amount_words(job.provider, exc.amount)}, more than the "
+                                                 f"{amount_words(job.provider, exc.left)} left in this server's "
+                                                 "monthly budget; nothing was spent.")
         fresh = await self.store.get_job(job.id) or job
         if fresh.cancel_requested:  # cancelled while uploading: stop before paying
             return await self._cancel(fresh, provider)
@@ -301,6 +311,7 @@ class Runner:
         if status.phase is RemotePhase.CANCELLED:
             cancelled = await self.store.transition(job, JobState.CANCELLED, eta=None,
                                                     last_error=f"Cancelled at {provider.display_name}.")
+            await self._settle(cancelled)
             await self._show(cancelled)
             await self._clean(cancelled)
             return cancelled
@@ -358,6 +369,7 @@ class Runner:
             return current
         failed = await self.store.transition(current, JobState.FAILED, last_error=reason, eta=None,
                                              progress=job.progress, detail=job.detail)
+        await self._settle(failed)
         await self._clean(failed)
         await self._show(failed)
         await self.delivery.notify_failure(failed)
@@ -373,6 +385,7 @@ class Runner:
                 note = f"{provider.display_name} could not be told to stop; the job may still finish on their side."
         cancelled = await self.store.transition(job, JobState.CANCELLED, eta=None,
                                                 last_error=note or "Cancelled on request.")
+        await self._settle(cancelled)
         await self._show(cancelled)
         await self._clean(cancelled)
         return cancelled
@@ -387,6 +400,16 @@ class Runner:
         return await self._fail(job, f"{provider.display_name} did not finish within {minutes:g} minutes, "
                                      "so the bot stopped waiting. The job may be stuck on their side; "
                                      "please try again.")
+
+    async def _settle(self, job: Job) -> None:
+        """Book what a finished job really cost (or refund it) in the server's ledger."""
+        amount = settled_amount(job)
+        if amount is None:
+            return
+        try:
+            await self.store.settle_charge(job.id, amount)
+        except Exception:
+            log.exception("job %s: could not settle its charge", job.id)
 
     async def _remember(self, job: Job, provider: Provider) -> None:
         """Keep the user's provider object (for autocomplete and management commands)."""

@@ -196,7 +196,7 @@ class ViggleProvider(Provider):
         """The saved character/scene, announced with its thumbnail (or a short card without one)."""
         what = "character" if job.kind == "character" else "scene"
         name = _display_name(job, data)
-        text = f"{what.title()} “{name}” is ready (id `{job.remote_id}`)"
+        text = f"{what.title()} “{name}” is ready"
         segments = _segments(data.get("segments")) or job.provider_data.get("segments") or []
         if what == "scene":
             model = data.get("model") or job.provider_data.get("model") or DEFAULT_MODEL
@@ -205,7 +205,7 @@ class ViggleProvider(Provider):
                 text += f", {float(data['duration_seconds']):.1f} s"
             if segments:
                 text += f", {len(segments)} people"
-        text += f"; use it with `/viggle render {what}:`."
+        text += f"; pick “{name}” as `{what}` in `/viggle render`, or use the button on the card."
         thumb = data.get("thumbnail_url")
         if isinstance(thumb, str) and thumb.startswith(("http://", "https://")):
             suffix = ".jpg" if thumb.split("?")[0].lower().endswith((".jpg", ".jpeg")) else ".png"

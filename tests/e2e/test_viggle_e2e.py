@@ -101,7 +101,8 @@ async def test_character_and_scene_from_attachments_are_announced_then_rendered(
     assert names == [f"viggle-{render_job}.mp4", f"viggle-{render_job}-mask.mp4"]
     status = emu.message((await status_message(emu, render_job)).id)
     shown = [field(v, "State") or "" for v in [*status.edits, status]]
-    assert any("checkpoint" in s for s in shown)
+    assert any("Motion understood" in s for s in shown)
+    assert not any("_done" in s or "checkpoint" in s for s in shown)
     assert any(field(v, "Progress") for v in status.edits)
 
 

@@ -63,7 +63,8 @@ def test_render_statuses(status, phase):
     result = render_status({"data": body} if status == "merging" else body)
     assert result.phase is phase
     if phase is RemotePhase.RUNNING:
-        assert result.progress == pytest.approx(0.6) and "dri_done" in result.detail
+        assert result.progress == pytest.approx(0.6)
+        assert result.detail == "Motion understood; now preparing the background"  # plain words, no jargon
     if phase is RemotePhase.FAILED:
         assert "Processing failed" in result.error and "CS-UORC01-009" in result.error
     if phase is RemotePhase.SUCCEEDED:
@@ -215,7 +216,8 @@ async def test_template_then_multi_person_render_posts_mp4(provider, viggle, fil
                                              background_mode="transparent", fast=False), tmp_path / "r")
     status, seen = await finish(provider, render)
     assert status.phase is RemotePhase.SUCCEEDED
-    assert any(s.progress and 0 < s.progress < 1 and "checkpoint" in (s.detail or "") for s in seen)
+    assert any(s.progress and 0 < s.progress < 1 and "understood" in (s.detail or "") for s in seen)
+    assert not any("_done" in (s.detail or "") for s in seen)
     arts = await provider.collect(render, status, tmp_path / "r")
     assert [a.filename for a in arts] == [f"viggle-{render.id}.mp4", f"viggle-{render.id}-mask.mp4"]
     assert all(a.link and a.path.stat().st_size > 0 for a in arts)
