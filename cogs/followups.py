@@ -160,7 +160,7 @@ class FollowUps(commands.Cog):
     async def _mix(self, interaction: discord.Interaction, job: Job) -> None:
         """Render -> Mix with another image: the same motion, a new picture (given as a link)."""
         link = discord.ui.TextInput(label="Link to the new picture (PNG or JPG)", placeholder="https://…",
-                                    max_length=1000)
+                                    max_length=1000, custom_id="link")
 
         async def submitted(ix: discord.Interaction, values: list[str]) -> None:
             async def prepare() -> JobRequest:
@@ -205,7 +205,7 @@ class FollowUps(commands.Cog):
 
     async def _rename(self, interaction: discord.Interaction, job: Job) -> None:
         saved = await self.bot.store.get_object("vid2scene", "scene", job.remote_id or "")
-        title = discord.ui.TextInput(label="New title", max_length=200,
+        title = discord.ui.TextInput(label="New title", max_length=200, custom_id="title",
                                      default=(saved.name if saved else None))
 
         async def submitted(ix: discord.Interaction, values: list[str]) -> None:
@@ -217,9 +217,9 @@ class FollowUps(commands.Cog):
     # -- Scenario -------------------------------------------------------------------------------
     async def _instr(self, interaction: discord.Interaction, job: Job) -> None:
         instruction = discord.ui.TextInput(label="How to split the video", style=discord.TextStyle.paragraph,
-                                           max_length=layers_cog.MAX_INSTRUCTION,
+                                           max_length=layers_cog.MAX_INSTRUCTION, custom_id="instruction",
                                            default=job.params.get("instruction"))
-        layers = discord.ui.TextInput(label="At most this many layers (1-10)", max_length=2,
+        layers = discord.ui.TextInput(label="At most this many layers (1-10)", max_length=2, custom_id="layers",
                                       default=str(job.params.get("max_layers", 6)))
 
         async def submitted(ix: discord.Interaction, values: list[str]) -> None:
