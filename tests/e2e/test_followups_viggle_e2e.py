@@ -204,3 +204,17 @@ async def test_a_budget_refuses_what_would_pass_it_even_when_commands_race(emu, 
     owners = {(await bot.bot.store.get_job(job_id_of(r.content))).owner_id for r in started}
     for owner in owners:
         assert f"<@{owner}>: " in shown.content
+
+
+async def test_a_job_that_fails_before_paying_gives_its_credits_back(emu, bot, users, viggle, media):
+    alice, mod = users["alice"], users["mod"]
+    await command(emu, mod, "budget set", provider="viggle", monthly_limit=1)
+    viggle.faults.add("POST", r"/api/characters/preprocess", 400, {"detail": "Unsupported image"})
+    att = emu.attachment(media["alice"], "alice.png", "image/png")
+    failed = job_id_of((await command(emu, alice, "viggle character", name="Alice", image=att)).content)
+    await wait_job_state(bot, failed, JobState.FAILED, timeout=20)
+    assert (await bot.bot.store.ledger_entry(failed))["amount"] == 0  # refunded: nothing was created
+    retried = await finished(emu, bot, await command(emu, alice, "viggle character", name="Alice", image=att))
+    assert (await bot.bot.store.ledger_entry(retried))["amount"] == 1
+    over = await command(emu, alice, "viggle character", name="Again", image=att)
+    assert "budget is used up" in over.content
