@@ -8,6 +8,7 @@ first look through the channel for our own earlier result message before sending
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -181,6 +182,8 @@ class Delivery:
         self.upload_limit = upload_limit
         self.edit_interval = edit_interval
         self.provider_names = provider_names
+        self._card_locks: dict[str, asyncio.Lock] = {}
+        self._shown: dict[str, str] = {}  # job id -> fingerprint of what its card shows now
 
     def provider_name(self, job: Job) -> str:
         return self.provider_names.get(job.provider, job.provider)
@@ -207,7 +210,22 @@ class Delivery:
         return max(0.0, self.edit_interval - elapsed)
 
     async def sync_status(self, job: Job, *, force: bool = False) -> Job:
-        """Edit the status message if what it shows changed and the throttle allows it."""
+        """Edit the status message if what it shows changed and the throttle allows it. Edits of
+        one card go one at a time, and an edit identical to the one last shown is skipped: two
+        tasks may each hold the same new state (the step's own final edit and the updater's)."""
+        if len(self._card_locks) > 1000:  # forget idle cards
+            for key in [k for k, lock in self._card_locks.items() if not lock.locked()]:
+                self._card_locks.pop(key, None)
+                self._shown.pop(key, None)
+        async with self._card_locks.setdefault(job.id, asyncio.Lock()):
+            if not force and self._shown.get(job.id) == self.status_payload(job)[2]:
+                return job
+            job = await self._sync_status(job, force=force)
+            if job.status_fingerprint:
+                self._shown[job.id] = job.status_fingerprint
+            return job
+
+    async def _sync_status(self, job: Job, *, force: bool) -> Job:
         embed, view, fp = self.status_payload(job)
         if fp == job.status_fingerprint and not force:
             return job
