@@ -19,7 +19,8 @@ from datetime import timedelta
 import discord
 
 from bot.buttons import job_buttons, result_buttons
-from bot.cards import preview_file, ready_words, result_embed, shorten
+from bot.cards import cost_words, preview_file, ready_words, result_embed, shorten
+from bot.costs import estimate_of, settled_amount
 from bot.followups import followup_view
 from bot.models import Artifact, Job, JobState, utcnow
 from bot.store import Store
@@ -76,6 +77,10 @@ def status_embed(job: Job, provider_name: str) -> discord.Embed:
         embed.add_field(name="Reason", value=job.last_error[:1000], inline=False)
     if job.state is JobState.CANCELLED and job.last_error:
         embed.add_field(name="Note", value=job.last_error[:1000], inline=False)
+    if job.state.is_terminal and estimate_of(job) is not None:
+        charged = settled_amount(job)
+        embed.add_field(name="Cost", value="nothing was charged" if charged == 0 else (cost_words(job) or "unknown"),
+                        inline=True)
     embed.add_field(name="Owner", value=f"<@{job.owner_id}>", inline=True)
     if job.preview_url and job.preview_url.startswith(("http://", "https://")) and job.state.is_live:
         embed.set_thumbnail(url=job.preview_url)

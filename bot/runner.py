@@ -246,9 +246,9 @@ class Runner:
                                                        next_run_at=self.clock())
                 job = await self.delivery.deliver(job)
                 job = await self.store.transition(job, JobState.DONE, detail=None)
-                await self._settle(job)
                 await self._show(job)  # the final card is part of the step, not left to the updater
                 await self._remember(job, provider)
+                await self._settle(job)
                 await self._clean(job)
                 return job
         return job

@@ -181,12 +181,23 @@ class ViggleProvider(Provider):
             cdn = data.get("cdn_url")
         if not cdn:
             raise Transient("Viggle reported the render complete but gave no video link yet.")
-        artifacts = [await self._video(cdn, workdir / f"viggle-{job.id}.mp4", "the rendered video")]
+        video = await self._video(cdn, workdir / f"viggle-{job.id}.mp4", "the rendered video")
+        artifacts = [video]
         mask = data.get("mask_cdn_url")
         if mask:
             artifacts.append(await self._video(mask, workdir / f"viggle-{job.id}-mask.mp4",
                                                "the mask video (white = character)"))
-        return artifacts
+        frame = await self._frame(job, video.path, workdir)
+        return artifacts + ([frame] if frame else [])
+
+    async def _frame(self, job: Job, video: Path, workdir: Path) -> Artifact | None:
+        """A still of the render: the result card shows it (a card cannot play a video)."""
+        try:
+            still = await first_frame_jpeg_async(video, workdir / f"viggle-{job.id}-frame.jpg", max_side=640)
+        except Exception as exc:  # a preview is a nicety: never fail a paid result over it
+            log.info("job %s: no frame for the card: %s", job.id, exc)
+            return None
+        return Artifact(path=still, filename=still.name, description="a frame of the video", optional=True)
 
     async def _video(self, url: str, dest: Path, description: str) -> Artifact:
         await self.net.download(url, dest)

@@ -71,3 +71,9 @@ def test_costs_in_the_providers_units():
     assert settled_amount(never_sent) == 0.0
     assert settled_amount(done_job()) == 30
     assert settled_amount(done_job(state=JobState.CANCELLED)) == 0.0
+
+
+def test_a_failed_card_says_nothing_was_charged_when_nothing_was_sent():
+    card = status_embed(done_job(state=JobState.FAILED, remote_id=None, last_error="Bad video"), "Scenario")
+    values = {f["name"]: f["value"] for f in card.to_dict()["fields"]}
+    assert values["Cost"] == "nothing was charged" and values["Reason"] == "Bad video"

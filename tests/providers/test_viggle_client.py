@@ -219,8 +219,10 @@ async def test_template_then_multi_person_render_posts_mp4(provider, viggle, fil
     assert any(s.progress and 0 < s.progress < 1 and "understood" in (s.detail or "") for s in seen)
     assert not any("_done" in (s.detail or "") for s in seen)
     arts = await provider.collect(render, status, tmp_path / "r")
-    assert [a.filename for a in arts] == [f"viggle-{render.id}.mp4", f"viggle-{render.id}-mask.mp4"]
-    assert all(a.link and a.path.stat().st_size > 0 for a in arts)
+    assert [a.filename for a in arts] == [f"viggle-{render.id}.mp4", f"viggle-{render.id}-mask.mp4",
+                                          f"viggle-{render.id}-frame.jpg"]
+    assert all(a.link and a.path.stat().st_size > 0 for a in arts[:2])
+    assert arts[2].optional and arts[2].path.read_bytes()[:3] == b"\xff\xd8\xff"  # a still for the card
     sent = viggle.jobs[render.remote_id]
     assert sent.character_ids == [alice, alice]
     # status was polled without the key
@@ -235,7 +237,8 @@ async def test_mix_with_solid_colour_in_one_go(provider, viggle, files, tmp_path
                                           background_mode="solid", bg_color="10,20,30", fast=True), tmp_path / "m")
     status, _ = await finish(provider, job)
     assert status.phase is RemotePhase.SUCCEEDED
-    [video] = await provider.collect(job, status, tmp_path / "m")
+    video, frame = await provider.collect(job, status, tmp_path / "m")
+    assert frame.filename.endswith("-frame.jpg") and frame.optional
     assert video.filename.endswith(".mp4")
     assert viggle.jobs[job.remote_id].bg_color == (10, 20, 30)
 
