@@ -136,3 +136,24 @@ async def test_layers_card_tries_another_instruction_after_a_restart(emu, bot, u
     assert job.params["video"]["filename"] == "clip.mp4"
     assert scenario.jobs[job.remote_id].input["maxLayers"] == 2
     assert (await bot.bot.store.ledger_entry(second))["amount"] == 30  # the quote, then the real charge
+
+
+async def test_scenarios_quote_is_checked_against_the_budget_before_paying(emu, bot, users, scenario, tmp_path):
+    alice, mod = users["alice"], users["mod"]
+    ix = await emu.slash("budget set", user=mod, options={"provider": "scenario", "monthly_limit": 30})
+    assert "at most 30 creative units a month" in (await ix.wait_reply()).content
+    video = emu.attachment(make_video(tmp_path / "clip.mp4", seconds=1.0), "clip.mp4", "video/mp4")
+    options = {"video": video, "instruction": "the dancer", "max_layers": 3}
+    ix = await emu.slash("layers", user=alice, options=options)
+    job_id = job_id_of((await ix.wait_reply()).content)
+    await wait_job_state(bot, job_id, JobState.FAILED, timeout=30)
+    job = await bot.bot.store.get_job(job_id)
+    assert "priced this at 35 creative units, more than the 30 creative units left" in job.last_error
+    assert "nothing was spent" in job.last_error
+    assert scenario.paid_jobs == 0 and (await bot.bot.store.ledger_entry(job_id))["amount"] == 0
+    # now the price is known up front: the next command is refused before anything is uploaded
+    uploads = len(scenario.requests_to(r"/v1/uploads$", "POST"))
+    ix = await emu.slash("layers", user=alice, options=options)
+    refused = (await ix.wait_reply()).content
+    assert "This would cost 35 creative units, but only 30 creative units" in refused
+    assert len(scenario.requests_to(r"/v1/uploads$", "POST")) == uploads
