@@ -78,8 +78,8 @@ def result_embed(job: Job, provider_name: str) -> discord.Embed:
     embed = discord.Embed(title=f"{provider_name} · {kind_noun(job.kind)}",
                           description=shorten(discord.utils.escape_markdown(job.summary), 300),
                           colour=DONE_COLOUR)
-    if job.finished_at is not None:
-        embed.add_field(name="Done in", value=elapsed_words(job.finished_at - job.created_at), inline=True)
+    took = f" in {elapsed_words(job.finished_at - job.created_at)}" if job.finished_at is not None else ""
+    embed.add_field(name="State", value=f"Done{took}", inline=True)
     cost = cost_words(job)
     if cost:
         embed.add_field(name="Cost", value=cost, inline=True)

@@ -27,5 +27,5 @@ def select_options(message) -> list[dict]:
 async def card_buttons(emu, message_id: int, timeout: float = 10) -> list[str]:
     """The result card's buttons, once it has become the result card."""
     return await emu.wait_for(lambda: labels(emu.message(message_id)) if any(
-        f["name"] == "Done in" for e in emu.message(message_id).embeds for f in e.get("fields", [])) else None,
+        f["name"] == "State" and f["value"].startswith("Done in") for e in emu.message(message_id).embeds for f in e.get("fields", [])) else None,
         timeout=timeout)
