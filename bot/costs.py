@@ -86,7 +86,7 @@ def reported_cost(job: Job) -> float | None:
                 return float(value)
         return None
     if job.provider == "viggle":
-        value = final.get("credits_used")
+        value = final.get("credits_used", job.provider_data.get("_charge"))
         return float(value) if isinstance(value, int | float) else None
     if job.provider == "vid2scene" and job.state is JobState.DONE:
         return 1.0

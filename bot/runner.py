@@ -236,6 +236,9 @@ class Runner:
                 final = RemoteStatus(RemotePhase.SUCCEEDED, data=job.provider_data.get("_status", {}))
                 workdir.mkdir(parents=True, exist_ok=True)
                 artifacts = await provider.collect(job, final, workdir)
+                cost = await provider.measured_cost(job, artifacts)
+                if cost is not None:  # the card and the ledger record it
+                    job = await self.store.update(job, provider_data={**job.provider_data, "_charge": cost})
                 return await self.store.transition(job, JobState.DELIVERING, artifacts=tuple(artifacts),
                                                    next_run_at=self.clock(), progress=1.0, eta=None,
                                                    queue_position=None)

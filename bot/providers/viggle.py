@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bot.config import ViggleSettings
+from bot.media.probe import probe_video_async
 from bot.media.transcode import first_frame_jpeg_async
 from bot.models import Artifact, Job, RemoteStatus, SavedObject
 from bot.net import Net
@@ -189,6 +190,18 @@ class ViggleProvider(Provider):
                                                "the mask video (white = character)"))
         frame = await self._frame(job, video.path, workdir)
         return artifacts + ([frame] if frame else [])
+
+    async def measured_cost(self, job: Job, artifacts: list[Artifact]) -> float | None:
+        """Viggle bills a render 1 credit per second of output (2 with fast) and does not say what
+        it charged, so the rendered video's length gives the charge."""
+        if job.kind not in RENDER_KINDS or not artifacts:
+            return None
+        try:
+            info = await probe_video_async(artifacts[0].path)
+        except Exception as exc:  # never fail a paid result over its price
+            log.info("job %s: could not measure the render: %s", job.id, exc)
+            return None
+        return round(info.duration * (2 if job.params.get("fast") else 1), 2)
 
     async def _frame(self, job: Job, video: Path, workdir: Path) -> Artifact | None:
         """A still of the render: the result card shows it (a card cannot play a video)."""

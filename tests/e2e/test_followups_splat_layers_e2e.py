@@ -3,6 +3,7 @@ instruction), clicked on the old message after the bot was built anew."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -135,7 +136,12 @@ async def test_layers_card_tries_another_instruction_after_a_restart(emu, bot, u
     assert job.params["instruction"] == "the shadow only" and job.params["max_layers"] == 2
     assert job.params["video"]["filename"] == "clip.mp4"
     assert scenario.jobs[job.remote_id].input["maxLayers"] == 2
-    assert (await bot.bot.store.ledger_entry(second))["amount"] == 30  # the quote, then the real charge
+    for _ in range(100):  # settled just after the job is done
+        entry = await bot.bot.store.ledger_entry(second)
+        if entry["settled"]:
+            break
+        await asyncio.sleep(0.05)
+    assert entry["settled"] and entry["amount"] == 30  # the quote, then the real charge
 
 
 async def test_scenarios_quote_is_checked_against_the_budget_before_paying(emu, bot, users, scenario, tmp_path):

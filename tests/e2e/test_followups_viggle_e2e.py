@@ -73,6 +73,16 @@ async def scene(emu, bot, user, media, name: str = "Dance") -> str:
                                                   video=emu.attachment(media["clip"], "dance.mp4", "video/mp4")))
 
 
+async def settled(bot, job_id: str) -> dict:
+    """The job's ledger entry once the runner has booked what it really cost (just after done)."""
+    for _ in range(100):
+        entry = await bot.bot.store.ledger_entry(job_id)
+        if entry and entry["settled"]:
+            return entry
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id}'s charge was never settled")
+
+
 async def click(emu, message, label_or_id: str, user: int, **kw):
     cid = label_or_id if ":" in label_or_id else custom_id(message, label_or_id)
     ix = await emu.click(message, cid, user=user, **kw)
@@ -143,6 +153,8 @@ async def test_render_again_and_mix_with_another_image_after_a_restart(emu, bot,
     assert {k: second.params[k] for k in ("scene_id", "character_id", "fast")} == \
         {k: first.params[k] for k in ("scene_id", "character_id", "fast")}
     assert viggle.jobs[second.remote_id].cost == 4  # what Viggle charged is what the command said
+    assert field(emu.message(card.id), "Cost") == "4 credits"  # measured from the 2 s video, fast
+    assert (await settled(bot, again))["amount"] == 4
 
     ix = await click(emu, emu.message(card.id), "Mix with another image", alice)
     assert ix.modal and ix.modal["custom_id"] == f"fu-modal:mix:{render_job}"
@@ -153,6 +165,8 @@ async def test_render_again_and_mix_with_another_image_after_a_restart(emu, bot,
     mix = await bot.bot.store.get_job(mixed)
     assert mix.kind == "mix" and mix.params["image_url"] == picture
     assert mix.params["video"]["filename"] == "dance.mp4"  # the scene's own clip drives the new picture
+    # a mix's price is unknown until its clip is rendered: the ledger books what the video measures
+    assert (await settled(bot, mixed))["amount"] == viggle.jobs[mix.remote_id].cost == 4
     assert viggle.jobs[mix.remote_id].mode == "fast"  # picture + clip in one go, keeping the render's fast choice
 
 
@@ -177,7 +191,7 @@ async def test_costs_above_the_servers_level_ask_first(emu, bot, users, viggle, 
                                  timeout=10)
     job_id = await finished(emu, bot, started)
     assert len(viggle.requests_to(r"/api/characters/preprocess", "POST")) == 1
-    entry = await bot.bot.store.ledger_entry(job_id)
+    entry = await settled(bot, job_id)
     assert entry["estimate"] == 1 and entry["amount"] == 1 and entry["settled"] == 1
 
 
@@ -215,6 +229,6 @@ async def test_a_job_that_fails_before_paying_gives_its_credits_back(emu, bot, u
     await wait_job_state(bot, failed, JobState.FAILED, timeout=20)
     assert (await bot.bot.store.ledger_entry(failed))["amount"] == 0  # refunded: nothing was created
     retried = await finished(emu, bot, await command(emu, alice, "viggle character", name="Alice", image=att))
-    assert (await bot.bot.store.ledger_entry(retried))["amount"] == 1
+    assert (await settled(bot, retried))["amount"] == 1
     over = await command(emu, alice, "viggle character", name="Again", image=att)
     assert "budget is used up" in over.content
