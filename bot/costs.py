@@ -34,6 +34,8 @@ class Estimate:
     def words(self) -> str:
         if self.amount is None:
             return self.basis
+        if self.amount == 0:
+            return f"nothing ({self.basis})"
         return f"about {amount_words(self.provider, self.amount)} ({self.basis})"
 
 

@@ -65,6 +65,8 @@ def test_costs_in_the_providers_units():
     assert viggle_estimate("render", seconds=6.5, fast=True).amount == 13
     assert viggle_estimate("character").amount == 1
     assert viggle_estimate("mix").amount is None
+    assert viggle_estimate("scene").words() == "nothing (Viggle lists preparing a scene as free)"
+    assert viggle_estimate("character").words() == "about 1 credit (1 credit per character)"
     assert amount_words("viggle", 1) == "1 credit" and amount_words("scenario", 50) == "50 creative units"
     never_sent = done_job(state=JobState.FAILED, remote_id=None)
     assert settled_amount(never_sent) == 0.0
