@@ -1,7 +1,8 @@
 """Plain words for every provider status and checkpoint: what a user reads on the status card.
 
 One table per provider, kept apart from the status parsing so the words can change without
-touching how statuses are read. Unknown words fall back to a neutral phrase, never to the raw
+touching how statuses are read (vid2scene's few words are phrased where they are parsed, in
+vid2scene_status.py). Unknown words fall back to a neutral phrase, never to the raw
 status (which may be jargon like `dri_done`).
 """
 
@@ -36,14 +37,6 @@ SCENARIO = {
     "warming-up": "The model is warming up",
     "in-progress": "Splitting your video into layers",
     "finalizing": "Finishing the layers",
-}
-
-#: vid2scene job `status` words (lower case)
-VID2SCENE = {
-    "queued": "Waiting in vid2scene's queue",
-    "pending": "Waiting in vid2scene's queue",
-    "processing video": "Finding the camera path in your video",
-    "generating 3d scene": "Training the 3D scene",
 }
 
 FALLBACK = "Working on it"

@@ -78,3 +78,18 @@ def test_a_failed_card_says_nothing_was_charged_when_nothing_was_sent():
     card = status_embed(done_job(state=JobState.FAILED, remote_id=None, last_error="Bad video"), "Scenario")
     values = {f["name"]: f["value"] for f in card.to_dict()["fields"]}
     assert values["Cost"] == "nothing was charged" and values["Reason"] == "Bad video"
+
+
+def test_every_provider_status_reads_as_plain_words():
+    from bot.providers.scenario import ScenarioProvider  # noqa: F401  (the table it uses)
+    from bot.providers.vid2scene_status import parse_job
+    from bot.providers.viggle_wire import object_status
+
+    for status in ("pending", "queued", "warming-up", "in-progress", "finalizing"):
+        assert phrases.scenario(status)[0].isupper() and "-" not in phrases.scenario(status)
+    for status in ("pending", "processing"):
+        words = object_status({"status": status}, "character").detail
+        assert "character" in words and status not in words
+    for raw in ("Queued", "Queued - position 3", "Processing video", "Generating 3D scene"):
+        words = parse_job({"status": raw}).detail
+        assert words and words[0].isupper() and words != raw
