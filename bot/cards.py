@@ -15,6 +15,7 @@ import discord
 
 from bot.costs import amount_words, estimate_of, reported_cost
 from bot.models import Artifact, Job
+from bot.plain import plain
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 #: what a kind of job makes, said so the verb agrees ("your Scenario layers are ready")
@@ -76,7 +77,7 @@ def cost_words(job: Job) -> str | None:
 
 def result_embed(job: Job, provider_name: str) -> discord.Embed:
     embed = discord.Embed(title=f"{provider_name} · {kind_noun(job.kind)}",
-                          description=shorten(discord.utils.escape_markdown(job.summary), 300),
+                          description=shorten(plain(job.summary), 300),
                           colour=DONE_COLOUR)
     took = f" in {elapsed_words(job.finished_at - job.created_at)}" if job.finished_at is not None else ""
     embed.add_field(name="State", value=f"Done{took}", inline=True)
@@ -86,7 +87,7 @@ def result_embed(job: Job, provider_name: str) -> discord.Embed:
     embed.add_field(name="Owner", value=f"<@{job.owner_id}>", inline=True)
     files = [a.filename for a in job.artifacts]
     if files:
-        listed = ", ".join(discord.utils.escape_markdown(f) for f in files[:4])
+        listed = ", ".join(plain(f) for f in files[:4])
         if len(files) > 4:
             listed += f" and {len(files) - 4} more"
         if job.result_message_ids:

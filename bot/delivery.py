@@ -23,6 +23,7 @@ from bot.cards import cost_words, preview_file, ready_words, result_embed, short
 from bot.costs import estimate_of, settled_amount
 from bot.followups import followup_view
 from bot.models import Artifact, Job, JobState, utcnow
+from bot.plain import plain, quiet
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -61,22 +62,22 @@ def status_embed(job: Job, provider_name: str) -> discord.Embed:
     done it becomes the result card (bot/cards.py)."""
     if job.state is JobState.DONE:
         return result_embed(job, provider_name)
-    embed = discord.Embed(title=f"{provider_name} · {job.kind}", description=shorten(job.summary, 1000),
+    embed = discord.Embed(title=f"{provider_name} · {job.kind}", description=shorten(plain(job.summary), 1000),
                           colour=_COLOURS.get(job.state, 0x5865F2))
     state = _STATE_WORDS[job.state]
     if job.state in (JobState.SUBMITTED, JobState.RUNNING) and job.queue_position:
         state = f"Queued (position {job.queue_position})"  # the one place the position is shown
     if job.detail and job.state.is_live:
-        state = f"{state} · {shorten(job.detail, 200)}"
+        state = f"{state} · {shorten(plain(job.detail), 200)}"
     embed.add_field(name="State", value=state, inline=False)
     if job.state.is_live and job.progress is not None:
         embed.add_field(name="Progress", value=progress_bar(job.progress), inline=True)
     if job.state.is_live and job.eta is not None:
         embed.add_field(name="ETA", value=f"<t:{int(job.eta.timestamp())}:R>", inline=True)
     if job.state is JobState.FAILED and job.last_error:
-        embed.add_field(name="Reason", value=job.last_error[:1000], inline=False)
+        embed.add_field(name="Reason", value=quiet(job.last_error)[:1000], inline=False)
     if job.state is JobState.CANCELLED and job.last_error:
-        embed.add_field(name="Note", value=job.last_error[:1000], inline=False)
+        embed.add_field(name="Note", value=quiet(job.last_error)[:1000], inline=False)
     if job.state.is_terminal and estimate_of(job) is not None:
         charged = settled_amount(job)
         embed.add_field(name="Cost", value="nothing was charged" if charged == 0 else (cost_words(job) or "unknown"),
@@ -284,8 +285,8 @@ class Delivery:
     def _content(self, job: Job, plan: MessagePlan, index: int, total: int) -> str:
         part = f" (part {index + 1}/{total})" if total > 1 else ""
         lines = [f"<@{job.owner_id}> {ready_words(self.provider_name(job), job.kind)}{part} · job `{job.id}`"]
-        lines += [f"• {a.filename}: {a.description}" for a in plan.files if a.description]
-        lines += plan.notes
+        lines += [f"• {plain(a.filename)}: {quiet(a.description)}" for a in plan.files if a.description]
+        lines += [quiet(n) for n in plan.notes]
         return "\n".join(lines)[:MAX_CONTENT]
 
     async def _send_part(self, job: Job, channel: discord.PartialMessageable, plan: MessagePlan, index: int,
@@ -341,7 +342,7 @@ class Delivery:
         reference = (discord.MessageReference(message_id=job.status_message_id, channel_id=job.channel_id,
                                               fail_if_not_exists=False) if job.status_message_id else None)
         text = f"<@{job.owner_id}> your {self.provider_name(job)} {job.kind} failed · job `{job.id}`\n"
-        text += discord.utils.escape_mentions(job.last_error or "Unknown error.")
+        text += quiet(job.last_error or "Unknown error.")
         try:
             await channel.send(text[:MAX_CONTENT], reference=reference, allowed_mentions=owner_only(job.owner_id),
                                nonce=result_nonce(job, 99))

@@ -164,7 +164,7 @@ class FollowUps(commands.Cog):
 
         async def submitted(ix: discord.Interaction, values: list[str]) -> None:
             async def prepare() -> JobRequest:
-                picture = one_input(None, values[0], "image", "picture")
+                picture = one_input(None, values[0], "image", "picture", self.bot.net.policy)
                 clip = await self._clip_of(job)
                 p = job.params
                 return viggle_cog.prepare_mix(picture, clip, model=p.get("model") or viggle_cog.MODELS[0],

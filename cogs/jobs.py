@@ -8,11 +8,12 @@ from discord.ext import commands
 
 from bot.cards import shorten
 from bot.jobs import JobError, reply_private
+from bot.plain import plain
 
 
 def _line(job) -> str:
     progress = f" {job.progress * 100:.0f}%" if job.progress is not None and job.state.is_live else ""
-    summary = discord.utils.escape_markdown(shorten(job.summary, 60))
+    summary = plain(shorten(job.summary, 60))
     return f"`{job.id}` · {job.provider} {job.kind} · **{job.state}**{progress} · <@{job.owner_id}> · {summary}"
 
 

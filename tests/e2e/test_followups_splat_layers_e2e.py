@@ -10,7 +10,6 @@ import pytest
 
 from bot.config import ScenarioSettings, Vid2SceneSettings
 from bot.models import JobState
-from bot.net import Net
 from bot.providers.scenario import ScenarioProvider
 from bot.providers.vid2scene import Vid2SceneProvider
 from sandbox.media import make_video
@@ -19,6 +18,7 @@ from sandbox.vid2scene import Vid2SceneSandbox
 from tests.e2e.cards_helpers import card_buttons, custom_id
 from tests.e2e.harness import BotHarness
 from tests.e2e.helpers import field, job_id_of, result_messages, status_message, wait_job_state
+from tests.support.policy import sandbox_net
 
 EXTENSIONS = ("cogs.jobs", "cogs.splat", "cogs.layers", "cogs.budget", "cogs.followups")
 
@@ -49,10 +49,10 @@ async def bot(emu, tmp_path, v2s, scenario):
                                  base_url=s_env["SCENARIO_BASE_URL"], poll_min_seconds=0.05, poll_max_seconds=0.2)
 
     def providers():
-        layers = ScenarioProvider(s_section, Net())
+        layers = ScenarioProvider(s_section, sandbox_net(scenario, emu))
         layers.upload_poll_seconds = 0.05
         layers.limits = dataclasses.replace(layers.limits, reconcile_settle=0.5)
-        return {"vid2scene": Vid2SceneProvider(v_section, Net()), "scenario": layers}
+        return {"vid2scene": Vid2SceneProvider(v_section, sandbox_net(v2s, emu)), "scenario": layers}
 
     h = BotHarness(emu, tmp_path, providers, extensions=EXTENSIONS, status_edit_seconds=0.2)
     await h.start()
