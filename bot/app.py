@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.buttons import JobButton
 from bot.config import Settings
+from bot.confirm import CostAnswer
 from bot.delivery import Delivery
 from bot.jobs import JobService
 from bot.net import Net
@@ -66,7 +67,7 @@ class VideoBot(commands.Bot):
         self.jobs = JobService(self.store, self.runner, self.delivery, self.providers,
                                max_per_user=self.settings.max_jobs_per_user,
                                max_per_guild=self.settings.max_jobs_per_guild)
-        self.add_dynamic_items(JobButton)
+        self.add_dynamic_items(JobButton, CostAnswer)
         for name in self._extensions:
             if importlib.util.find_spec(name) is not None:
                 await self.load_extension(name)

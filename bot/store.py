@@ -101,6 +101,12 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     );
     CREATE INDEX ledger_month ON ledger (guild_id, provider, month);
+    CREATE TABLE pending_starts (
+        token TEXT PRIMARY KEY,
+        owner_id INTEGER NOT NULL,
+        request TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
     """,
 )
 
@@ -150,6 +156,9 @@ class Budget:
     monthly_limit: float | None
     confirm_above: float | None
 
+
+#: how long a cost question can be answered
+PENDING_SECONDS = 24 * 3600
 
 _LIVE = "state NOT IN ('done', 'failed', 'cancelled')"
 
@@ -357,6 +366,30 @@ class Store:
             "UPDATE ledger SET amount = ?, settled = 1, updated_at = ? WHERE job_id = ?",
             (max(0.0, amount), _ts(utcnow()), job_id))
         return rowcount == 1
+
+    # -- commands waiting for a cost confirmation -------------------------------------------------
+    async def save_pending(self, token: str, owner_id: int, request: dict[str, Any]) -> None:
+        """A validated command waiting for its owner to confirm the cost (kept across restarts)."""
+        now = utcnow()
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM pending_starts WHERE created_at < ?", (_ts(now) - PENDING_SECONDS,))
+            await db.execute("INSERT INTO pending_starts (token, owner_id, request, created_at) VALUES (?, ?, ?, ?)",
+                             (token, owner_id, json.dumps(request, sort_keys=True), _ts(now)))
+
+    async def pending_owner(self, token: str) -> int | None:
+        async with self._db.execute("SELECT owner_id FROM pending_starts WHERE token = ? AND created_at >= ?",
+                                    (token, _ts(utcnow()) - PENDING_SECONDS)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else None
+
+    async def take_pending(self, token: str, owner_id: int) -> dict[str, Any] | None:
+        """The waiting command, removed in the same transaction: a double click starts it once."""
+        async with self.transaction() as db:
+            async with db.execute("SELECT request FROM pending_starts WHERE token = ? AND owner_id = ? "
+                                  "AND created_at >= ?", (token, owner_id, _ts(utcnow()) - PENDING_SECONDS)) as cur:
+                row = await cur.fetchone()
+            await db.execute("DELETE FROM pending_starts WHERE token = ? AND owner_id = ?", (token, owner_id))
+        return json.loads(row[0]) if row else None
 
     async def requote_charge(self, job_id: str, amount: float) -> None:
         """A firmer estimate before paying (a provider's quote): re-checked against the budget in one

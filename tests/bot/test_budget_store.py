@@ -54,3 +54,12 @@ async def test_settling_replaces_the_estimate_and_a_refund_frees_the_budget(stor
     assert await store.month_spent(100, "viggle", "2026-11") == 1.5
     other_month = make_job()
     await store.create_job(other_month, charge=Charge("viggle", 100, "2026-12", 5.0))  # a new month, a new budget
+
+
+async def test_a_waiting_command_is_taken_once_and_only_by_its_owner(store):
+    await store.save_pending("abc123abc123", 7, {"provider": "viggle", "kind": "character"})
+    assert await store.pending_owner("abc123abc123") == 7
+    assert await store.take_pending("abc123abc123", 8) is None  # someone else
+    taken = await asyncio.gather(*(store.take_pending("abc123abc123", 7) for _ in range(3)))
+    assert [t for t in taken if t] == [{"provider": "viggle", "kind": "character"}]
+    assert await store.pending_owner("abc123abc123") is None

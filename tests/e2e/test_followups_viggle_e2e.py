@@ -186,10 +186,16 @@ async def test_costs_above_the_servers_level_ask_first(emu, bot, users, viggle, 
     assert await bot.bot.store.list_jobs(owner_id=alice) == []
 
     prompt = await command(emu, alice, "viggle character", name="Alice", image=att)
-    await click(emu, prompt, "Go ahead", alice)
+    go = custom_id(prompt, "Go ahead")
+    await bot.restart()  # the question outlives the bot that asked it
+    # a double click: both reach the bot, one job starts
+    first, second = await asyncio.gather(emu.click(prompt, go, user=alice), emu.click(prompt, go, user=alice))
     started = await emu.wait_for(lambda: "Started job" in emu.message(prompt.id).content and emu.message(prompt.id),
                                  timeout=10)
     job_id = await finished(emu, bot, started)
+    late = await emu.wait_for(lambda: [m for ix in (first, second) for m in ix.replies
+                                       if "already answered" in m.content], timeout=5)
+    assert late[0].ephemeral and len(await bot.bot.store.list_jobs(owner_id=alice)) == 1
     assert len(viggle.requests_to(r"/api/characters/preprocess", "POST")) == 1
     entry = await settled(bot, job_id)
     assert entry["estimate"] == 1 and entry["amount"] == 1 and entry["settled"] == 1
