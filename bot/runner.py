@@ -430,16 +430,17 @@ class Runner:
         """Write the job's end together with the chores it owes, then do them. A crash after the
         write leaves them on the row for the next pass, so nothing of the ending is lost."""
         current = await self.store.get_job(job.id) or job
-        owed = [Chore.CARD]
+        # the saved object first: the result card's follow-up buttons offer it as soon as they show
+        owed = [Chore.SAVED] if state is JobState.DONE and current.remote_id else []
+        owed.append(Chore.CARD)
         if state is JobState.FAILED:
             owed.append(Chore.NOTICE)
-        if state is JobState.DONE and current.remote_id:
-            owed.append(Chore.SAVED)
         owed.append(Chore.SPOOL)
         ended = await self.store.transition(current, state, finish_pending=_with(current, *owed),
                                             next_run_at=self.clock(), attempts=0, **changes)
-        await self._settle(ended)
-        return await self._do_chores(ended, provider)
+        done = await self._do_chores(ended, provider)
+        await self._settle(ended)  # after what users see; the charge is bookkeeping
+        return done
 
     async def _cancel(self, job: Job, provider: Provider) -> Job:
         refused = None
