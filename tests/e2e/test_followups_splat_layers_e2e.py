@@ -54,6 +54,9 @@ async def bot(emu, tmp_path, v2s, scenario):
         layers.limits = dataclasses.replace(layers.limits, reconcile_settle=0.5)
         return {"vid2scene": Vid2SceneProvider(v_section, sandbox_net(v2s, emu)), "scenario": layers}
 
+    # Discord's per-channel limits still apply, in short windows so the test stays quick
+    for bucket in ("message_create", "message_edit"):
+        emu.rate_limits.set(bucket, limit=5, per=0.5)
     h = BotHarness(emu, tmp_path, providers, extensions=EXTENSIONS, status_edit_seconds=0.2)
     await h.start()
     yield h

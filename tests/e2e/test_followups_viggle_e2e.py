@@ -32,6 +32,9 @@ async def viggle():
 async def bot(emu, tmp_path, viggle):
     settings = ViggleSettings(api_key=viggle.api_key, base_url=viggle.base_url, poll_min_seconds=0.05,
                               poll_max_seconds=0.2)
+    # Discord's per-channel limits still apply, in short windows so the test stays quick
+    for bucket in ("message_create", "message_edit"):
+        emu.rate_limits.set(bucket, limit=5, per=0.5)
     h = BotHarness(emu, tmp_path, lambda: {"viggle": ViggleProvider(settings, sandbox_net(viggle, emu))},
                    extensions=("cogs.jobs", "cogs.viggle", "cogs.budget", "cogs.followups"),
                    status_edit_seconds=0.15, discord_api_url=f"{emu.base_url}/api/v10")  # links to its CDN
