@@ -16,6 +16,7 @@ SERVICES = (("sandbox.vid2scene", "Vid2SceneSandbox"), ("sandbox.viggle", "Viggl
 async def serve(host: str, user: str) -> None:
     from sandbox.discord import DiscordEmulator
 
+    stopped = _stop_on_signals()
     emu = DiscordEmulator()
     await emu.start(host=host)
     services = []
@@ -35,11 +36,22 @@ async def serve(host: str, user: str) -> None:
         print(f"{name}={value}")
     print(f"\nDiscord emulator: {emu.base_url} (guild {emu.guild_id}, channel {emu.channel_id})")
     try:
-        await asyncio.Event().wait()
+        await stopped.wait()
     finally:
         for service in services:
             await service.stop()
         await emu.stop()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """Set by SIGTERM or Ctrl-C, so the stand-ins stop and remove their temp folders."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def main() -> None:
