@@ -7,13 +7,14 @@ import argparse
 import asyncio
 import importlib
 import importlib.util
+from pathlib import Path
 
 #: module, class; each class serves on loopback and knows its own env lines
 SERVICES = (("sandbox.vid2scene", "Vid2SceneSandbox"), ("sandbox.viggle", "ViggleSandbox"),
             ("sandbox.scenario", "ScenarioSandbox"))
 
 
-async def serve(host: str, user: str) -> None:
+async def serve(host: str, user: str, env_file: Path | None = None) -> None:
     from sandbox.discord import DiscordEmulator
 
     stopped = _stop_on_signals()
@@ -35,9 +36,13 @@ async def serve(host: str, user: str) -> None:
     for name, value in lines.items():
         print(f"{name}={value}")
     print(f"\nDiscord emulator: {emu.base_url} (guild {emu.guild_id}, channel {emu.channel_id})")
+    if env_file is not None:  # for a bot in another container (compose.yaml); gone when we stop
+        env_file.write_text("".join(f"{name}={value}\n" for name, value in lines.items()))
     try:
         await stopped.wait()
     finally:
+        if env_file is not None:
+            env_file.unlink(missing_ok=True)
         for service in services:
             await service.stop()
         await emu.stop()
@@ -58,9 +63,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--user", default="tester")
+    parser.add_argument("--env-file", type=Path, help="also write the environment lines to this file")
     args = parser.parse_args()
     try:
-        asyncio.run(serve(args.host, args.user))
+        asyncio.run(serve(args.host, args.user, args.env_file))
     except KeyboardInterrupt:
         pass
 

@@ -78,14 +78,18 @@ def test_a_stale_heartbeat_is_unhealthy_and_says_which(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_the_sandbox_leaves_no_temp_folder(tmp_path, fresh_tmp, sig):
-    proc = await start([], cwd=tmp_path, tmpdir=fresh_tmp, module="sandbox")
+    lines = tmp_path / "sandbox.env"  # what compose.yaml hands the bot
+    proc = await start(["--env-file", str(lines)], cwd=tmp_path, tmpdir=fresh_tmp, module="sandbox")
     try:
         await wait_for_line(proc, "Discord emulator:")
         assert os.listdir(fresh_tmp)  # it does use the temp folder while running
+        written = dict(line.split("=", 1) for line in lines.read_text().splitlines())
+        assert {"DISCORD_TOKEN", "DISCORD_API_URL", "VIGGLE_API_KEY"} <= written.keys()
     finally:
         code, out = await stop(proc, sig)
     assert "Traceback" not in out
     assert os.listdir(fresh_tmp) == []
+    assert not lines.exists()
 
 
 async def test_the_demo_ignores_a_broken_env_and_leaves_nothing_when_stopped(tmp_path, fresh_tmp):
