@@ -99,6 +99,14 @@ class VideoBot(commands.Bot):
                 self.gateway_heartbeat.beat()
             await asyncio.sleep(GATEWAY_BEAT)
 
+    async def _finish_interactions(self, grace: float = 5.0) -> None:
+        """Commands and clicks being answered when the stop came may finish (they take seconds),
+        rather than die half-way on a closed store. discord.py names the tasks it runs them in."""
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
+                 and t.get_name().startswith(("CommandTree-invoker", "discord-ui-view-dispatch"))]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+
     async def close(self) -> None:
         if getattr(self, "_shutting_down", False):
             return
@@ -107,6 +115,7 @@ class VideoBot(commands.Bot):
             self._gateway_beats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._gateway_beats
+        await self._finish_interactions()
         runner = getattr(self, "runner", None)
         if runner is not None:
             log.info("shutting down: letting running steps finish")

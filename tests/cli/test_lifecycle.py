@@ -102,6 +102,5 @@ async def test_the_demo_ignores_a_broken_env_and_leaves_nothing_when_stopped(tmp
     finally:
         code, out = await stop(proc, signal.SIGTERM)
     assert code == 130, out
-    # a slash command cut short may log its own error, but the demo itself ends without a traceback
-    assert "CancelledError" not in out and "KeyboardInterrupt" not in out
+    assert "Traceback" not in out  # a command being answered at that moment finishes first
     assert os.listdir(fresh_tmp) == []
