@@ -16,7 +16,7 @@ EXIT_CODES = """\
 exit codes:
   0  success (run: stopped by SIGTERM or Ctrl-C)
   1  demo: a story failed; health: the bot is not healthy
-  2  a setting is missing or invalid (the message names it)
+  2  a setting is missing or invalid (the message names it; health: 1)
   3  Discord or a provider refused the credentials
   4  Discord or a provider could not be reached
   5  the database or the spool folder cannot be written

@@ -143,7 +143,7 @@ def cmd_health(args: Namespace) -> int:
 
     settings = _settings()
     if isinstance(settings, int):
-        return settings
+        return FAILED  # Docker's HEALTHCHECK knows only 0 and 1 (2 is reserved)
     healthy, lines = health_report(settings.database_path, args.max_age or MAX_AGE)
     print(*lines, sep="\n", file=sys.stdout if healthy else sys.stderr)
     return OK if healthy else FAILED

@@ -92,3 +92,8 @@ async def test_a_bad_number_names_the_variable_and_not_the_value(tmp_path):
     result = await run_cli("check", cwd=operator_folder(tmp_path / "op", {"MAX_JOBS_PER_USER": "lots"}))
     assert result.code == CONFIG and "MAX_JOBS_PER_USER" in result.err and "lots" not in result.err
     assert "Traceback" not in result.err
+
+
+async def test_health_answers_only_healthy_or_not_as_docker_expects(tmp_path):
+    result = await run_cli("health", cwd=operator_folder(tmp_path / "op", {"MAX_JOBS_PER_USER": "lots"}))
+    assert result.code == 1 and "MAX_JOBS_PER_USER" in result.err
