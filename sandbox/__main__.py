@@ -1,5 +1,6 @@
 """`python -m sandbox`: serve sandbox Discord and every provider stand-in on localhost for manual
-trials, and print the environment lines that point a bot at them. Ctrl-C stops."""
+trials, print the environment lines that point a bot at them, and serve the console: the sandbox
+channel in a browser, where you act as a user. Ctrl-C stops."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ SERVICES = (("sandbox.vid2scene", "Vid2SceneSandbox"), ("sandbox.viggle", "Viggl
             ("sandbox.scenario", "ScenarioSandbox"))
 
 
-async def serve(host: str, user: str, env_file: Path | None = None) -> None:
+async def serve(host: str, user: str, console_port: int = 0, env_file: Path | None = None) -> None:
+    from sandbox.console import Console
     from sandbox.discord import DiscordEmulator
 
     stopped = _stop_on_signals()
@@ -36,13 +38,18 @@ async def serve(host: str, user: str, env_file: Path | None = None) -> None:
     for name, value in lines.items():
         print(f"{name}={value}")
     print(f"\nDiscord emulator: {emu.base_url} (guild {emu.guild_id}, channel {emu.channel_id})")
+    emu.add_user(user)
+    console = Console(emu)
+    console_url = await console.start(host, console_port)
     if env_file is not None:  # for a bot in another container (compose.yaml); gone when we stop
         env_file.write_text("".join(f"{name}={value}\n" for name, value in lines.items()))
+    print(f"Console (the channel in your browser, act as {user!r} or any user you add): {console_url}", flush=True)
     try:
         await stopped.wait()
     finally:
         if env_file is not None:
             env_file.unlink(missing_ok=True)
+        await console.stop()
         for service in services:
             await service.stop()
         await emu.stop()
@@ -62,11 +69,12 @@ def _stop_on_signals() -> asyncio.Event:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--user", default="tester")
+    parser.add_argument("--user", default="tester", help="the first user of the console")
+    parser.add_argument("--console-port", type=int, default=0, help="the console's port (default: any free one)")
     parser.add_argument("--env-file", type=Path, help="also write the environment lines to this file")
     args = parser.parse_args()
     try:
-        asyncio.run(serve(args.host, args.user, args.env_file))
+        asyncio.run(serve(args.host, args.user, args.console_port, args.env_file))
     except KeyboardInterrupt:
         pass
 

@@ -81,7 +81,7 @@ async def test_the_sandbox_leaves_no_temp_folder(tmp_path, fresh_tmp, sig):
     lines = tmp_path / "sandbox.env"  # what compose.yaml hands the bot
     proc = await start(["--env-file", str(lines)], cwd=tmp_path, tmpdir=fresh_tmp, module="sandbox")
     try:
-        await wait_for_line(proc, "Discord emulator:")
+        await wait_for_line(proc, "Console")  # the last line: the env file is written by then
         assert os.listdir(fresh_tmp)  # it does use the temp folder while running
         written = dict(line.split("=", 1) for line in lines.read_text().splitlines())
         assert {"DISCORD_TOKEN", "DISCORD_API_URL", "VIGGLE_API_KEY"} <= written.keys()
