@@ -117,7 +117,7 @@ async def _discord_login(token: str) -> str:
 
 async def _gateway_hello() -> None:
     """Open the gateway websocket and wait for its HELLO; no IDENTIFY, so nothing is spent."""
-    url = str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+    url = str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY.with_query(v=10, encoding="json"))
     async with aiohttp.ClientSession() as session, session.ws_connect(url, autoclose=True) as ws:
         await ws.receive()
 
@@ -145,17 +145,15 @@ async def discord_problems(settings: Settings, report: Callable[[str, str], None
 
 
 # -- providers ------------------------------------------------------------------------------------
-def provider_failure(section: str, exc: Exception) -> Problem | None:
-    """An exception from a provider's check, said as an operator problem (None: only a warning)."""
-    from bot.providers.base import AuthFailed, NotFound, OutOfCredits, ProviderError, RateLimited
+def provider_failure(section: str, exc: Exception) -> Problem:
+    """An exception from a provider's check, said as an operator problem."""
+    from bot.providers.base import AuthFailed, NotFound, ProviderError
 
     url = f"{section.upper()}_BASE_URL"
     if isinstance(exc, AuthFailed):
         return Problem(_CREDENTIALS[section], f"{_NAMES[section]} refused the credentials",
                        f"Copy a valid key from your {_NAMES[section]} account into {_CREDENTIALS[section]}, "
                        "or leave it empty to switch the provider off.", REFUSED)
-    if isinstance(exc, OutOfCredits | RateLimited):
-        return None
     if isinstance(exc, NotFound):
         return Problem(url, "answers, but not as the provider's API (not found)",
                        f"Check the path of {url}, or remove it to use the provider's default.", CONFIG)
@@ -185,7 +183,7 @@ async def provider_problems(settings: Settings, report: Callable[[str, str], Non
                 continue
             try:
                 report(section, await asyncio.wait_for(provider.check(), CHECK_TIMEOUT))
-            except (OutOfCredits, RateLimited) as exc:
+            except (OutOfCredits, RateLimited) as exc:  # the key works: a warning, not a problem
                 report(section, f"credentials accepted, but: {exc.public}")
             except Exception as exc:
                 problems.append(provider_failure(section, exc))
@@ -193,7 +191,7 @@ async def provider_problems(settings: Settings, report: Callable[[str, str], Non
         for provider in providers.values():
             await provider.close()
         await net.close()
-    return [p for p in problems if p is not None]
+    return problems
 
 
 # -- all of it ------------------------------------------------------------------------------------
