@@ -25,10 +25,12 @@ PARTS = {"runner": "the job runner loop is stuck (jobs do not move)",
 
 @dataclass(frozen=True)
 class Heartbeat:
-    path: Path
+    path: Path | None  # None: an in-memory database (tests), nothing to watch
 
     def beat(self) -> None:
         """Touch the file: a metadata write, cheap enough for the event loop."""
+        if self.path is None:
+            return
         try:
             self.path.touch()
         except OSError:  # a full or read-only disk shows up as a stale heartbeat instead
@@ -36,6 +38,8 @@ class Heartbeat:
 
     def age(self, now: float | None = None) -> float | None:
         """Seconds since the last beat, or None if there never was one (or the bot stopped)."""
+        if self.path is None:
+            return None
         try:
             mtime = self.path.stat().st_mtime
         except OSError:
@@ -44,12 +48,14 @@ class Heartbeat:
 
     def clear(self) -> None:
         """On a clean stop: the bot is not running, so there is no heartbeat to find."""
-        with contextlib.suppress(OSError):
-            self.path.unlink()
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
 
 
 def heartbeat(database_path: Path | str, part: str) -> Heartbeat:
-    return Heartbeat(Path(f"{os.fspath(database_path)}-heartbeat-{part}"))
+    path = os.fspath(database_path)
+    return Heartbeat(None if path == ":memory:" else Path(f"{path}-heartbeat-{part}"))
 
 
 def health_report(database_path: Path | str, max_age: float = MAX_AGE) -> tuple[bool, list[str]]:
