@@ -18,6 +18,7 @@ import aiohttp
 import discord
 
 from bot.config import Settings
+from bot.redact import mask, register_settings
 
 #: exit codes of `python -m bot` (docs/operations.md lists them)
 OK, FAILED, CONFIG, REFUSED, UNREACHABLE, STORAGE = 0, 1, 2, 3, 4, 5
@@ -150,8 +151,9 @@ def provider_failure(section: str, exc: Exception) -> Problem:
     from bot.providers.base import AuthFailed, NotFound, ProviderError
 
     url = f"{section.upper()}_BASE_URL"
+    said = _words(exc)
     if isinstance(exc, AuthFailed):
-        return Problem(_CREDENTIALS[section], f"{_NAMES[section]} refused the credentials",
+        return Problem(_CREDENTIALS[section], f"{_NAMES[section]} refused the credentials{said}",
                        f"Copy a valid key from your {_NAMES[section]} account into {_CREDENTIALS[section]}, "
                        "or leave it empty to switch the provider off.", REFUSED)
     if isinstance(exc, NotFound):
@@ -161,19 +163,29 @@ def provider_failure(section: str, exc: Exception) -> Problem:
         return Problem(url, f"did not answer within {CHECK_TIMEOUT:.0f} s",
                        "Check the network, or the provider's status page; try again later.", UNREACHABLE)
     if isinstance(exc, ProviderError | aiohttp.ClientError | OSError):
-        return Problem(url, "could not be reached, or answered with a server error",
+        return Problem(url, f"could not be reached, or refused the request{said}",
                        f"Check {url} and the network, or the provider's status page.", UNREACHABLE)
     return Problem(url, "answered something this bot does not understand",
                    f"Check that {url} points at the provider's API.", UNREACHABLE)
 
 
+def _words(exc: Exception) -> str:
+    """The provider's own words (already safe to show), with every secret masked once more."""
+    public = getattr(exc, "public", None)
+    if not public:
+        return ""
+    text = " ".join(mask(str(public)).split())
+    return f' ({text[:200]}{"..." if len(text) > 200 else ""})'
+
+
 async def provider_problems(settings: Settings, report: Callable[[str, str], None]) -> list[Problem]:
     from bot.net import Net
+    from bot.outbound import OutboundPolicy
     from bot.providers import REGISTRY, build_providers
     from bot.providers.base import OutOfCredits, RateLimited
 
     problems = []
-    net = Net()
+    net = Net(policy=OutboundPolicy.from_settings(settings))
     providers = build_providers(settings, net)
     try:
         for section in REGISTRY:
@@ -182,9 +194,9 @@ async def provider_problems(settings: Settings, report: Callable[[str, str], Non
                 report(section, "not configured (its commands answer that it is switched off)")
                 continue
             try:
-                report(section, await asyncio.wait_for(provider.check(), CHECK_TIMEOUT))
+                report(section, mask(await asyncio.wait_for(provider.check(), CHECK_TIMEOUT)))
             except (OutOfCredits, RateLimited) as exc:  # the key works: a warning, not a problem
-                report(section, f"credentials accepted, but: {exc.public}")
+                report(section, f"credentials accepted, but: {mask(exc.public)}")
             except Exception as exc:
                 problems.append(provider_failure(section, exc))
     finally:
@@ -202,6 +214,7 @@ def _quiet(_name: str, _detail: str) -> None:
 async def preflight(settings: Settings, report: Callable[[str, str], None] = _quiet) -> list[Problem]:
     """Every problem that would stop the bot; `report` hears what is fine. discord.py must already
     point at DISCORD_API_URL / DISCORD_GATEWAY_URL (`bot.app.point_discord_at`)."""
+    register_settings(settings)  # every secret masked in whatever a provider answers
     problems = storage_problems(settings)
     if not problems:
         report("storage", f"database {settings.database_path}, spool {settings.spool_dir}")

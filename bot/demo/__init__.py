@@ -102,6 +102,7 @@ async def run_demo(out: str | Path = "demo-out") -> int:
         with isolated_settings():  # the operator's .env and environment are for the real bot
             settings = Settings(discord_token=emu.bot_token, database_path=scratch / "demo.db",
                                 spool_dir=scratch / "spool", status_edit_seconds=0.5,
+                                discord_api_url=f"{emu.base_url}/api/v10",
                                 **{name: _section_settings(name, envs.get(name)) for name in _SECTIONS})
         bot = DemoBot(settings, guild_ready_timeout=0.05, chunk_guilds_at_startup=False)
         bot_task = asyncio.create_task(bot.start(emu.bot_token))
