@@ -101,3 +101,23 @@ def test_isolated_settings_ignore_the_environment_and_env_file(monkeypatch, tmp_
     with isolated_settings():
         s = Settings(discord_token="t")
     assert s.log_level == "INFO" and s.upload_limit_mb == 10 and not s.viggle.enabled
+
+
+def test_cooldowns_are_set_per_command_over_the_defaults(monkeypatch):
+    from bot.config import DEFAULT_COOLDOWNS
+
+    monkeypatch.setenv("COOLDOWNS", '{"viggle render": 90, "Splat  List": 0}')
+    s = load_settings()
+    assert s.cooldowns["viggle render"] == 90 and s.cooldowns["splat list"] == 0
+    assert s.cooldowns["viggle mix"] == DEFAULT_COOLDOWNS["viggle mix"]
+    monkeypatch.setenv("COOLDOWNS", '{"*": 0, "layers": 45}')  # every command at once, then exceptions
+    s = load_settings()
+    assert s.cooldowns["layers"] == 45 and s.cooldowns["viggle render"] == 0 and s.cooldowns["*"] == 0
+
+
+@pytest.mark.parametrize("value", ['{"viggle render": -1}', "not json"])
+def test_bad_cooldowns_name_the_variable(monkeypatch, value):
+    monkeypatch.setenv("COOLDOWNS", value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "COOLDOWNS" in str(caught.value)
