@@ -65,7 +65,8 @@ class Runner:
     """Drives jobs. `wake()` after creating or changing one; `start()`/`stop()` around the bot."""
 
     def __init__(self, store: Store, providers: dict[str, Provider], delivery: Delivery, *, spool_dir: Path,
-                 max_attempts: int = 8, clock: Callable[[], datetime] = utcnow, idle_wait: float = 30.0) -> None:
+                 max_attempts: int = 8, clock: Callable[[], datetime] = utcnow, idle_wait: float = 30.0,
+                 heartbeat: Callable[[], None] | None = None) -> None:
         self.store = store
         self.providers = providers
         self.delivery = delivery
@@ -73,6 +74,8 @@ class Runner:
         self.max_attempts = max_attempts
         self.clock = clock
         self.idle_wait = idle_wait
+        #: called on every turn of the loop (at least every `idle_wait` s): `python -m bot health`
+        self.heartbeat = heartbeat
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._limits = {name: asyncio.Semaphore(p.limits.max_concurrent) for name, p in providers.items()}
@@ -134,6 +137,8 @@ class Runner:
             log.exception("could not sweep the spool folder")
         while not self._stopping:
             self._wake.clear()
+            if self.heartbeat is not None:
+                self.heartbeat()
             try:
                 for job in await self.store.due_jobs(self.clock(), exclude=self._inflight):
                     task = asyncio.create_task(self._drive(job), name=f"job-{job.id}")
