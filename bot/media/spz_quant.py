@@ -138,11 +138,18 @@ def decode_rotations_v2(b: np.ndarray) -> np.ndarray:
 # -- spherical harmonics: (n, dim, 3) coefficient-major, colour inner --------------------------------
 
 def encode_sh(sh: np.ndarray, sh1_bits: int = 5, rest_bits: int = 4) -> np.ndarray:
+    """In float32 like Niantic's `quantizeSH` (x·128 is exact), then buckets of 2^(8-bits) by masking."""
     n, dim = sh.shape[0], sh.shape[1]
-    q = round_away(np.asarray(sh, np.float64).reshape(n, dim * 3) * 128.0).astype(np.int64) + 128
-    bucket = np.full(dim * 3, 1 << (8 - rest_bits), np.int64)
+    t = np.asarray(sh, np.float32).reshape(n, dim * 3) * np.float32(128.0)
+    np.clip(t, -512.0, 512.0, out=t)  # far outside 0..255 either way; keeps int16 safe
+    r = np.floor(np.abs(t) + np.float32(0.5))
+    np.copysign(r, t, out=r)
+    q = r.astype(np.int16)
+    q += 128
+    bucket = np.full(dim * 3, 1 << (8 - rest_bits), np.int16)
     bucket[: min(dim, 3) * 3] = 1 << (8 - sh1_bits)
-    q = (q + bucket // 2) // bucket * bucket
+    q += bucket // 2
+    q &= ~(bucket - 1)
     return np.clip(q, 0, 255).astype(np.uint8)
 
 
