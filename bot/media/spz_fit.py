@@ -154,3 +154,12 @@ def _prune(base: SplatCloud, limit: int, min_keep: float, fb: int, version: int,
                          f"without losing most of it.")
     return best
 
+
+
+def describe_fit(info: SpzInfo) -> str:
+    """What fitting kept, in words a user can weigh: how many splats and how much colour detail."""
+    shading = {0: "flat colour (SH degree 0)", 1: "simple view-dependent colour (SH degree 1)",
+               2: "view-dependent colour (SH degree 2)", 3: "full view-dependent colour (SH degree 3)"}
+    kept = (f"all {info.count:,} splats" if info.count == info.source_count
+            else f"{info.count:,} of {info.source_count:,} splats ({info.count / max(1, info.source_count):.0%})")
+    return f"{kept}, {shading.get(info.sh_degree, f'SH degree {info.sh_degree}')}"

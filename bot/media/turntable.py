@@ -26,6 +26,8 @@ SH_C1 = 0.4886025119029199
 PATCH_RADII = (1, 2, 3, 4, 6, 8, 11, 15)  # footprint half-widths in pixels; larger ones are clipped
 DEPTH_SLICES = 12
 MAX_BYTES = 2 * 1024 * 1024
+#: result files named so end with this; delivery uses the posted one as the status card's picture
+TURNTABLE_SUFFIX = "-turntable.webp"
 
 
 @dataclass(frozen=True)
