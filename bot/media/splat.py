@@ -25,7 +25,10 @@ from bot.media.probe import MediaError
 
 SPZ_MAGIC = 0x5053474E  # b"NGSP" little-endian
 CHUNK = 16384  # gaussians per encode step: ~20 MB of temporaries at SH degree 3
-ZSTD_LEVEL = 12  # what Niantic's writer uses
+ZSTD_LEVEL = 12  # what Niantic's writer uses for every stream
+#: the SH stream is ~70% of the bytes and ~90% of level 12's time; level 9 costs under 1% in size
+#: (bench/bench_splat.py) and takes less than half the time
+SH_ZSTD_LEVEL = 9
 _PLY_FLOATS = {"float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
 _PLY_OTHER = {"char": "i1", "uchar": "u1", "short": "i2", "ushort": "u2", "int": "i4", "uint": "u4",
               "int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2", "int32": "i4", "uint32": "u4"}
@@ -371,18 +374,18 @@ def _zstd(data: np.ndarray, level: int, threads: int) -> bytes:
     return zstandard.ZstdCompressor(level=level, threads=threads).compress(data)
 
 
-def compress_streams_v4(cloud: SplatCloud, fb: int, *, level: int = ZSTD_LEVEL,
+def compress_streams_v4(cloud: SplatCloud, fb: int, *, level: int = ZSTD_LEVEL, sh_level: int = SH_ZSTD_LEVEL,
                         workers: int | None = None) -> list[tuple[bytes, int]]:
     """(frame, raw size) for each non-empty attribute, in file order. Streams are encoded and
-    compressed in parallel (numpy and zstd release the GIL); the SH stream, by far the largest,
-    starts first and gets zstd's own worker threads on top."""
+    compressed in parallel (numpy and zstd release the GIL); the largest start first and, above
+    4 MB, get zstd's own worker threads on top."""
     workers = workers or max(1, min(6, os.cpu_count() or 1))
     present = [s for s, size in enumerate(_raw_sizes(cloud.count, cloud.sh_degree, 4)) if size]
 
     def job(stream: int) -> tuple[bytes, int]:
         raw = encode_stream(cloud, stream, fb, 4)
-        threads = workers if stream == 5 and workers > 1 and len(raw) > 4 << 20 else 0
-        return _zstd(raw, level, threads), len(raw)
+        threads = workers if workers > 1 and len(raw) > 4 << 20 else 0
+        return _zstd(raw, sh_level if stream == 5 else level, threads), len(raw)
 
     order = sorted(present, key=lambda s: -_raw_sizes(1, cloud.sh_degree, 4)[s])
     with ThreadPoolExecutor(workers) as pool:

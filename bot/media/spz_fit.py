@@ -19,6 +19,7 @@ from bot.media import spz_quant as qz
 from bot.media.probe import MediaError, format_size
 from bot.media.splat import (
     CHUNK,
+    SH_ZSTD_LEVEL,
     ZSTD_LEVEL,
     SplatCloud,
     SpzInfo,
@@ -42,21 +43,25 @@ def sample_index(count: int, runs: int = SAMPLE_RUNS, length: int = RUN_LENGTH) 
     return (starts[:, None] + np.arange(length)[None, :]).reshape(-1)
 
 
-def estimate_sizes(cloud: SplatCloud, fb: int, version: int, degrees: list[int]) -> dict[int, int]:
-    """Estimated file size of `cloud` at each SH degree in `degrees`, from one sample."""
-    pick = sample_index(cloud.count)
-    sample = cloud.take(pick)
-    scale = cloud.count / max(1, len(pick))
+def estimate_sizes(cloud: SplatCloud, fb: int, version: int, degrees: list[int],
+                   index: np.ndarray | None = None) -> dict[int, int]:
+    """Estimated file size of `cloud` (or of its gaussians at sorted `index`) at each SH degree in
+    `degrees`, from one sample: only the sampled gaussians are ever copied or compressed."""
+    count = cloud.count if index is None else len(index)
+    pick = sample_index(count)
+    sample = cloud.take(pick if index is None else index[pick])
+    scale = count / max(1, len(pick))
     header = 32 + 16 * 6 if version == 4 else 40  # v4 header + table; gzip header + trailer
     if version == 4:
         import zstandard
 
         cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        sh_cctx = zstandard.ZstdCompressor(level=SH_ZSTD_LEVEL)
         base = sum(len(cctx.compress(encode_stream(sample, s, fb, 4))) for s in range(5))
         full_sh = encode_stream(sample, 5, fb, 4).reshape(len(pick), -1) if sample.sh is not None else None
         out = {}
         for d in degrees:
-            sh = 0 if not d else len(cctx.compress(np.ascontiguousarray(full_sh[:, : 3 * qz.SH_DIMS[d]])))
+            sh = 0 if not d else len(sh_cctx.compress(np.ascontiguousarray(full_sh[:, : 3 * qz.SH_DIMS[d]])))
             out[d] = header + int((base + sh) * scale)
         return out
     out = {}
@@ -122,16 +127,24 @@ def _prune(base: SplatCloud, limit: int, min_keep: float, fb: int, version: int,
     """Keep the most important gaussians: estimate the count from samples, then one (rarely two or
     three) real passes to land between GOOD_ENOUGH and 1.0 of the limit."""
     source = base.count
-    order = np.argsort(-_importance(base), kind="stable")
+    neg_score = -_importance(base)
     floor_count = max(1, int(np.ceil(source * min_keep)))
 
+    def top(count: int) -> np.ndarray:
+        """Indices (in file order) of the `count` most important gaussians: O(n), no full sort."""
+        if count >= source:
+            return np.arange(source)
+        keep = np.zeros(source, bool)
+        keep[np.argpartition(neg_score, count - 1)[:count]] = True
+        return np.flatnonzero(keep)
+
     def subset(count: int) -> SplatCloud:
-        return base.take(np.sort(order[:count]))
+        return base.take(top(count))
 
     count = min(source, int(limit * TARGET / max(per_gaussian, 1e-9)))
     for _ in range(2):  # sparser subsets compress worse per gaussian: re-estimate on the subset
         count = max(floor_count, min(source, count))
-        estimate = estimate_sizes(subset(count), fb, version, [0])[0]
+        estimate = estimate_sizes(base, fb, version, [0], index=top(count))[0]
         count = int(count * limit * TARGET / estimate)
     low, high, best = 0, source, None  # counts known to fit / known not to fit
     for _ in range(8):
