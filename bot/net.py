@@ -24,10 +24,11 @@ from bot.providers.base import (
     RateLimited,
     Transient,
 )
+from bot.streams import BLOCK, FileSink, file_blocks, read_blocks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-CHUNK = 1 << 16
+CHUNK = BLOCK
 
 #: no total timeout for streams (a large file takes as long as it takes), but a stalled socket fails
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=120)
@@ -112,15 +113,8 @@ async def file_chunks(path: Path, offset: int = 0, length: int | None = None,
                       chunk: int = CHUNK) -> AsyncIterator[bytes]:
     """Yield a file's bytes (or a slice) in chunks, reading in a thread: uploads never hold the
     file in memory and never block the loop on disk reads."""
-    remaining = path.stat().st_size - offset if length is None else length
-    with path.open("rb") as fh:
-        await asyncio.to_thread(fh.seek, offset)
-        while remaining > 0:
-            data = await asyncio.to_thread(fh.read, min(chunk, remaining))
-            if not data:
-                break
-            remaining -= len(data)
-            yield data
+    async for data in file_blocks(path, offset, length, chunk):
+        yield data
 
 
 class Net:
@@ -165,11 +159,12 @@ class Net:
                                    f"{max_bytes / 1048576:.0f} MiB.")
                 written = 0
                 with partial.open("wb") as fh:
-                    async for block in resp.content.iter_chunked(CHUNK):
-                        written += len(block)
-                        if max_bytes is not None and written > max_bytes:
-                            raise TooLarge(f"The file is larger than the {max_bytes / 1048576:.0f} MiB limit.")
-                        await asyncio.to_thread(fh.write, block)
+                    async with FileSink(fh) as sink:
+                        async for block in read_blocks(resp.content, CHUNK):
+                            written += len(block)
+                            if max_bytes is not None and written > max_bytes:
+                                raise TooLarge(f"The file is larger than the {max_bytes / 1048576:.0f} MiB limit.")
+                            await sink.write(block)
                 partial.replace(dest)
                 return written
 
