@@ -2,8 +2,8 @@
 
     python -m bench.bench_turntable [count ...]     (default 10000 100000 1000000)
 
-Each count is a clustered synthetic SH-3 scene written as a PLY, then rendered from the file, as the
-bot does after a vid2scene job. Scenes above the renderer's budget are subsampled by importance.
+Each count is a clustered synthetic SH-3 scene written as an SPZ v4 (what vid2scene delivers), then
+rendered from the file (reading included), as the bot does after a vid2scene job. Scenes above the renderer's budget are subsampled by importance.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench.bench_splat import synthetic_scene
-from bot.media.splat import save_ply
+from bot.media.splat import write_spz
 from bot.media.turntable import TurntableOptions, make_turntable
 
 
@@ -25,9 +25,9 @@ def main() -> None:
     print(f"{'gaussians':>10} {'seconds':>8} {'per frame':>10} {'WebP':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for n in counts:
-            ply = save_ply(synthetic_scene(n), Path(tmp) / f"s{n}.ply")
+            spz = write_spz(synthetic_scene(n), Path(tmp) / f"s{n}.spz")
             start = time.perf_counter()
-            out = make_turntable(ply, Path(tmp) / f"s{n}.webp", opts)
+            out = make_turntable(spz, Path(tmp) / f"s{n}.webp", opts)
             seconds = time.perf_counter() - start
             print(f"{n:>10} {seconds:8.2f} {seconds / opts.frames * 1000:8.0f} ms {out.stat().st_size / 1024:7.0f} KiB")
 
