@@ -30,6 +30,7 @@ if str(ROOT) not in sys.path:
 
 from bot.config import Vid2SceneSettings  # noqa: E402
 from bot.net import Net  # noqa: E402
+from bot.outbound import OutboundPolicy  # noqa: E402
 from bot.providers.vid2scene import MAX_VIDEO_BYTES, Vid2SceneProvider  # noqa: E402
 
 MIB = 1 << 20
@@ -84,7 +85,7 @@ def serve(conn, folder: str, size: int) -> None:
         sandbox = Vid2SceneSandbox()
         await sandbox.start()
         url = emu.cdn.url(emu.attachment(source, "walkaround.mp4", "video/mp4"))
-        conn.send((url, sandbox.env_lines()))
+        conn.send((url, sandbox.env_lines(), [*sandbox.urls.values(), emu.base_url]))
         await asyncio.to_thread(conn.recv)  # until the parent is done
         await sandbox.stop()
         await emu.stop()
@@ -105,9 +106,10 @@ async def main(size_mb: int, rounds: int) -> None:
     parent, child = mp.Pipe()
     server = mp.get_context("spawn").Process(target=serve, args=(child, str(tmp), size), daemon=True)
     server.start()
-    url, env = await asyncio.to_thread(parent.recv)
+    url, env, origins = await asyncio.to_thread(parent.recv)
     provider = Vid2SceneProvider(Vid2SceneSettings(api_key=env["VID2SCENE_API_KEY"],
-                                                   base_url=env["VID2SCENE_BASE_URL"]), Net())
+                                                   base_url=env["VID2SCENE_BASE_URL"]),
+                                 Net(policy=OutboundPolicy.of(origins)))
     has_curl = shutil.which("curl") is not None
     best = {"ours down": 0.0, "curl down": 0.0, "ours up": 0.0, "curl up": 0.0}
     try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,9 @@ class TurntableOptions:
     up: tuple[float, float, float] = (0.0, -1.0, 0.0)  # 3DGS/COLMAP world: y points down
     background: tuple[int, int, int] = (22, 24, 28)
     quality: int = 70
+    #: pixel evaluations per frame the renderer may spend; sparse scenes of big splats render at a
+    #: lower resolution (then scaled up: big splats are smooth) to stay within it
+    footprint_budget: int = 1_500_000
 
 
 @dataclass
@@ -212,7 +215,8 @@ def render_turntable(cloud: SplatCloud, opts: TurntableOptions | None = None) ->
     up = np.asarray(opts.up, np.float64)
     up /= np.linalg.norm(up)
     centre, radius = frame_scene(scene, up)
-    distance = 1.15 * radius / np.tan(np.radians(opts.fov_degrees) / 2)
+    # fit the robust radius in the narrower of the two fields of view, with a margin
+    distance = 1.25 * radius / (np.tan(np.radians(opts.fov_degrees) / 2) * min(1.0, opts.height / opts.width))
     e1, e2 = _orbit_axes(up)
     el = np.radians(opts.elevation_degrees)
 
@@ -221,8 +225,29 @@ def render_turntable(cloud: SplatCloud, opts: TurntableOptions | None = None) ->
         around = np.cos(theta) * e1 + np.sin(theta) * e2
         return centre + distance * (np.cos(el) * around + np.sin(el) * up)
 
+    scale = render_scale(scene, distance, opts)
+    small = replace(opts, width=max(16, round(opts.width * scale)), height=max(12, round(opts.height * scale)))
+
+    def frame(i: int) -> np.ndarray:
+        image = render_frame(scene, eye(i), centre, up, small)
+        if small.width == opts.width:
+            return image
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(image).resize((opts.width, opts.height), Image.BILINEAR))
+
     with ThreadPoolExecutor(2) as pool:
-        return list(pool.map(lambda i: render_frame(scene, eye(i), centre, up, opts), range(opts.frames)))
+        return list(pool.map(frame, range(opts.frames)))
+
+
+def render_scale(scene: _Scene, distance: float, opts: TurntableOptions) -> float:
+    """1.0, or less when the splats' footprints at full size would exceed `footprint_budget`
+    (estimated from their largest axis at the orbit's distance, no projection needed)."""
+    focal = 0.5 * opts.width / np.tan(np.radians(opts.fov_degrees) / 2)
+    sigma = np.sqrt(np.maximum(scene.cov[:, 0, 0] + scene.cov[:, 1, 1] + scene.cov[:, 2, 2], 0.0))
+    radius = np.minimum(np.ceil(3.0 * sigma * focal / distance), PATCH_RADII[-1])
+    cost = float(np.sum((2 * radius + 1) ** 2))
+    return 1.0 if cost <= opts.footprint_budget else max(0.35, float(np.sqrt(opts.footprint_budget / cost)))
 
 
 def encode_webp(frames: list[np.ndarray], dest: Path, opts: TurntableOptions) -> Path:

@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from bot.net import Net, TooLarge, file_chunks
+from bot.outbound import OutboundPolicy
 from bot.streams import BLOCK, file_blocks
 
 
@@ -44,7 +45,7 @@ async def server(tmp_path):
 
 async def test_download_arrives_byte_for_byte_and_the_part_file_is_renamed(server, tmp_path):
     base, data, _ = server
-    net = Net()
+    net = Net(policy=OutboundPolicy.of([base]))
     try:
         dest = tmp_path / "spool" / "in.mp4"
         assert await net.download(f"{base}/file", dest) == len(data)
@@ -60,7 +61,7 @@ async def test_download_arrives_byte_for_byte_and_the_part_file_is_renamed(serve
 async def test_upload_of_a_whole_file_and_of_a_slice(server, tmp_path):
     base, data, received = server
     path = tmp_path / "served.bin"
-    net = Net()
+    net = Net(policy=OutboundPolicy.of([base]))
     try:
         status, _, _ = await net.upload("PUT", f"{base}/sink", path)
         assert status == 201 and received == {"sha": hashlib.sha256(data).hexdigest(), "size": len(data)}
