@@ -42,7 +42,8 @@ class SplatCloud:
     """N gaussians as arrays (float32, or memmap views of a PLY): the shape every reader returns.
 
     positions (N,3); alphas (N,) opacity logits; colors (N,3) SH DC (f_dc); scales (N,3) log std-dev;
-    rotations (N,4) quaternion w,x,y,z; sh (N,dim,3) higher SH coefficient-major, or None.
+    rotations (N,4) quaternion w,x,y,z; sh (N,dim,3) higher SH coefficient-major (decoded lazily
+    when read from SPZ), or None.
     """
 
     positions: np.ndarray
@@ -50,7 +51,7 @@ class SplatCloud:
     colors: np.ndarray
     scales: np.ndarray
     rotations: np.ndarray
-    sh: np.ndarray | None = None
+    sh: np.ndarray | qz.QuantisedSH | None = None
     antialiased: bool = False
 
     @property
@@ -320,7 +321,7 @@ def _decode_arrays(blobs: list[np.ndarray], n: int, degree: int, fb: int, flags:
         qz.decode_positions_f16(pos) if version == 1 else qz.decode_positions(pos, fb),
         qz.decode_alphas(alpha), qz.decode_colors(color), qz.decode_scales(scale),
         qz.decode_rotations_v2(rot) if version <= 2 else qz.decode_rotations(rot),
-        qz.decode_sh(sh, dim) if dim else None, antialiased=bool(flags & 1))
+        qz.QuantisedSH(sh.reshape(n, dim * 3), dim) if dim else None, antialiased=bool(flags & 1))
 
 
 def load_splat(path: Path | str) -> SplatCloud:

@@ -158,3 +158,39 @@ def decode_sh(b: np.ndarray, dim: int) -> np.ndarray:
     out -= 128.0
     out /= 128.0
     return out
+
+
+class QuantisedSH:
+    """SPZ's SH bytes, decoded to floats only when read: fitting a million-gaussian scene to SH
+    degree 0, or drawing its preview, never pays to turn 45 bytes per gaussian into 45 floats.
+
+    Behaves like the (n, dim, 3) float32 array it stands for where the project uses one: `shape`,
+    row indexing, `[:, :k]` (fewer coefficients, still lazy) and `np.asarray`.
+    """
+
+    ndim = 3
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, raw: np.ndarray, dim: int) -> None:
+        self.raw = raw  # (n, dim·3) uint8, coefficient-major, colour inner
+        self.dim = dim
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self.raw), self.dim, 3)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple) and len(key) == 2 and key[0] == slice(None) and isinstance(key[1], slice) \
+                and key[1].start in (None, 0) and key[1].step in (None, 1):
+            dim = min(self.dim, self.dim if key[1].stop is None else key[1].stop)
+            return QuantisedSH(self.raw[:, : dim * 3], dim)
+        if isinstance(key, tuple):
+            return np.asarray(self)[key]
+        return decode_sh(self.raw[key], self.dim)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = decode_sh(self.raw, self.dim)
+        return out if dtype is None else out.astype(dtype)
