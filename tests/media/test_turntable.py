@@ -97,3 +97,18 @@ async def test_turntable_file_orbits_the_scene_and_ignores_far_floaters(tmp_path
     seen = [x for x in xs if x is not None]
     assert max(seen) - min(seen) > OPTS.width * 0.3
     assert np.abs(frames[0] - frames[OPTS.frames // 2]).mean() > 5
+
+
+def test_a_scene_over_the_pixel_budget_renders_smaller_and_is_scaled_back_up():
+    from dataclasses import replace
+
+    from bot.media.turntable import render_turntable
+
+    scene = cloud_of(blob((1.5, 0, 0), RED), blob((-1.5, 0, 0), GREEN, seed=1))
+    frames = render_turntable(scene, replace(OPTS, frames=24, footprint_budget=20_000))
+    assert all(f.shape == (120, 160, 3) for f in frames)
+    first = frames[0].astype(np.int16)
+    red = (first[..., 0] > 150) & (first[..., 1] < 100)
+    green = (first[..., 1] > 150) & (first[..., 0] < 100)
+    assert red.sum() > 50 and green.sum() > 50
+    assert np.abs(first[2, 2] - BG).max() < 8
