@@ -15,7 +15,7 @@ from bot.providers.viggle import ViggleProvider
 from sandbox.media import image_bytes, make_video
 from sandbox.viggle import ViggleSandbox
 from tests.e2e.harness import BotHarness
-from tests.e2e.helpers import job_id_of, result_messages, status_message, wait_job_state
+from tests.e2e.helpers import finished, job_id_of, result_messages, status_message, wait_job_state
 from tests.support.policy import sandbox_net
 from tests.support.trap import SECRET, Trap
 
@@ -140,6 +140,7 @@ async def test_result_links_at_internal_addresses_are_never_fetched(emu, bot, us
     assert reason in (await failure_notice(emu, job_id)).content
     assert result_messages(emu, job_id) == []
     assert SECRET.decode() not in everything_posted(emu)
+    await finished(bot, job_id)  # its finishing chores (the spool's removal among them) are done
     assert holds_secret(tmp_path) == [] and not (tmp_path / "spool" / job_id).exists()
 
 
