@@ -17,6 +17,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import discord
 
@@ -24,6 +25,7 @@ from bot.buttons import job_buttons, result_buttons
 from bot.cards import cost_words, preview_file, ready_words, result_embed, shorten
 from bot.costs import estimate_of, settled_amount
 from bot.followups import followup_view
+from bot.media.turntable import TURNTABLE_SUFFIX
 from bot.models import Artifact, Job, JobState, utcnow
 from bot.plain import plain, quiet
 from bot.store import Store
@@ -89,10 +91,16 @@ def status_embed(job: Job, provider_name: str) -> discord.Embed:
         embed.add_field(name="Cost", value="nothing was charged" if charged == 0 else (cost_words(job) or "unknown"),
                         inline=True)
     embed.add_field(name="Owner", value=f"<@{job.owner_id}>", inline=True)
-    if job.preview_url and job.preview_url.startswith(("http://", "https://")) and job.state.is_live:
+    if job.preview_url and job.preview_url.startswith(("http://", "https://")) and (
+            job.state.is_live or is_turntable(job.preview_url)):
         embed.set_thumbnail(url=job.preview_url)
     embed.set_footer(text=f"Job {job.id}")
     return embed
+
+
+def is_turntable(url: str) -> bool:
+    """A turntable we rendered and posted: it stays the card's picture after the job ends."""
+    return urlsplit(url).path.endswith(TURNTABLE_SUFFIX)
 
 
 def fingerprint(job: Job, embed: discord.Embed) -> str:

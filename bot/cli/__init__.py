@@ -4,6 +4,7 @@ what it does and what it reads; exit codes are listed in `python -m bot --help`.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from bot.cli import commands
 
@@ -88,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["splat"]:  # operator tools for splat files (convert, fit, render)
+        from bot.media.splat_cli import main as splat_main
+
+        return splat_main(argv[1:])
     args = build_parser().parse_args(argv)
     handlers = {"run": commands.cmd_run, "check": commands.cmd_check, "sync": commands.cmd_sync,
                 "health": commands.cmd_health, "demo": commands.cmd_demo, None: commands.cmd_run}

@@ -81,12 +81,13 @@ async def test_create_shows_queue_and_progress_posts_spz_and_preview_once_and_ma
     job_id = job_id_of(note.content)
     assert note.ephemeral
     status = await status_message(emu, job_id)
-    result = await wait_result(emu, job_id, timeout=20)
+    result = await wait_result(emu, job_id, timeout=30)  # the bot renders a turntable before posting
 
     names = [a["filename"] for a in result.attachments]
-    assert names[:2] == ["desk-orbit.spz", "preview.jpg"]
+    assert names[:2] == ["desk-orbit.spz", "desk-orbit-turntable.webp"]
     assert emu.read_attachment(result.attachments[0])[:2] in (b"\x1f\x8b", b"NG")
-    assert emu.read_attachment(result.attachments[1])[:3] == b"\xff\xd8\xff"
+    turntable = emu.read_attachment(result.attachments[1])
+    assert turntable[:4] == b"RIFF" and turntable[8:12] == b"WEBP" and len(turntable) <= 2 * 1024 * 1024
     assert result.message_reference["message_id"] == str(status.id)
     assert result.pinged_user_ids == [users["alice"]]
 
@@ -100,7 +101,8 @@ async def test_create_shows_queue_and_progress_posts_spz_and_preview_once_and_ma
     assert any(t.startswith(v2s_sandbox.urls["blob"]) for t in thumbs)  # the live training preview
     assert states[-1].startswith("Done in ")  # the result card says how long it took
     final = versions[-1].embeds[0]
-    assert final["image"]["url"] == result.attachments[1]["url"]  # the result's own preview, by its URL
+    # once done, the card shows the posted turntable (the result's own attachment, by its URL)
+    assert final["image"]["url"] == result.attachments[1]["url"]
     assert f"/{result.id})" in field(versions[-1], "Files")  # a jump link to the result message
     assert field(versions[-1], "Cost") == "1 credit"
     await asyncio.sleep(0.4)
