@@ -42,7 +42,9 @@ def shorten(text: str, limit: int) -> str:
 
 
 def elapsed_words(delta: timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
+    seconds = max(0, round(delta.total_seconds()))
+    if seconds < 1:
+        return "under a second"
     if seconds < 60:
         return f"{seconds} s"
     minutes, seconds = divmod(seconds, 60)

@@ -93,3 +93,13 @@ def test_every_provider_status_reads_as_plain_words():
     for raw in ("Queued", "Queued - position 3", "Processing video", "Generating 3D scene"):
         words = parse_job({"status": raw}).detail
         assert words and words[0].isupper() and words != raw
+
+
+def test_elapsed_time_reads_naturally():
+    from datetime import timedelta
+
+    from bot.cards import elapsed_words
+    assert elapsed_words(timedelta(seconds=0.4)) == "under a second"
+    assert elapsed_words(timedelta(seconds=1.6)) == "2 s"
+    assert elapsed_words(timedelta(seconds=125)) == "2 min 5 s"
+    assert elapsed_words(timedelta(minutes=60)) == "1 h 0 min"
