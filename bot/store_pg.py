@@ -5,7 +5,7 @@ numbered here (`$1`, `$2` …), and run through the small part of aiosqlite's in
 uses. Only what differs is here: the schema (64-bit ids, `DOUBLE PRECISION`; the same numbered
 migrations, recorded in `schema_version`), claims that skip rows another worker is locking
 (`FOR UPDATE SKIP LOCKED`), JSON reads, and an advisory lock per guild and owner so live-job
-limits hold across processes (BEGIN IMMEDIATE does that on SQLite).
+limits and budgets hold across processes (BEGIN IMMEDIATE does that on SQLite).
 """
 
 from __future__ import annotations
@@ -92,7 +92,38 @@ PG_MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (user_id, command)
     );
     """,
-    # 3: workers claim due jobs per provider and lane with leases (owner, expiry, fencing token)
+    # 3: monthly budgets per server and provider, and the spending ledger (one entry per job)
+    """
+    CREATE TABLE budgets (
+        guild_id BIGINT NOT NULL,
+        provider TEXT NOT NULL,
+        monthly_limit DOUBLE PRECISION,
+        confirm_above DOUBLE PRECISION,
+        updated_by BIGINT,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (guild_id, provider)
+    );
+    CREATE TABLE ledger (
+        job_id TEXT PRIMARY KEY,
+        guild_id BIGINT NOT NULL,
+        provider TEXT NOT NULL,
+        month TEXT NOT NULL,
+        owner_id BIGINT NOT NULL,
+        estimate DOUBLE PRECISION NOT NULL,
+        amount DOUBLE PRECISION NOT NULL,
+        settled INTEGER NOT NULL DEFAULT 0,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX ledger_month ON ledger (guild_id, provider, month);
+    CREATE TABLE pending_starts (
+        token TEXT PRIMARY KEY,
+        owner_id BIGINT NOT NULL,
+        request TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    """,
+    # 4: workers claim due jobs per provider and lane with leases (owner, expiry, fencing token)
     """
     CREATE INDEX jobs_lane ON jobs (provider, state, next_run_at)
         WHERE state NOT IN ('done', 'failed', 'cancelled') OR finish_pending <> '[]';
@@ -207,8 +238,8 @@ class PgStore(Store):
         return await self._db.execute_fetchall(sql, params)
 
     async def _serialize(self, db: Any, job: Job) -> None:
-        """Live-job limits are counted and the job inserted under a lock per guild, then per
-        owner (always in that order), held to the end of the transaction."""
+        """Live-job limits and the guild's budget are checked and the job inserted under a lock
+        per guild, then per owner (always in that order), held to the end of the transaction."""
         if job.guild_id is not None:
             await db.execute("SELECT pg_advisory_xact_lock(?)", (job.guild_id,))
         await db.execute("SELECT pg_advisory_xact_lock(?)", (job.owner_id,))
