@@ -466,8 +466,9 @@ class Runner:
     async def _poll(self, job: Job, provider: Provider, known: RemoteStatus | None = None) -> Job:
         status = known or await provider.poll(job)
         now = self.clock()
+        # an answer clears earlier errors in the same write (readers never see one half cleared)
         fields = {"progress": status.progress, "queue_position": status.queue_position, "detail": status.detail,
-                  "last_error": None}
+                  "last_error": None, "attempts": 0}
         if status.preview_url:
             fields["preview_url"] = status.preview_url
         if status.phase is RemotePhase.SUCCEEDED:
