@@ -1,0 +1,196 @@
+"""One gateway process (`python -m bot`, no jobs of its own) and two worker processes
+(`python -m bot worker`) on one PostgreSQL database run Viggle, vid2scene and Scenario jobs
+issued as slash commands through sandbox Discord. One worker is SIGKILLed while it holds live
+leases: the other takes its jobs over once the leases run out, and every job still ends with
+one result message in its channel and one paid submission at its provider."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox.discord import DiscordEmulator
+from sandbox.media import image_bytes, make_video
+from sandbox.scenario import ScenarioSandbox
+from sandbox.vid2scene import Vid2SceneSandbox
+from sandbox.viggle import ViggleSandbox
+from tests.e2e.helpers import job_id_of, result_messages
+
+REPO = Path(__file__).resolve().parents[2]
+LEASE_SECONDS = 3
+_OURS = ("DISCORD_", "VIGGLE_", "VID2SCENE_", "SCENARIO_", "DATABASE_", "SPOOL_", "STATUS_", "MAX_", "LOG_",
+         "UPLOAD_", "COOLDOWNS", "WORKER_", "GATEWAY_", "RUNNER_", "JOB_", "SHARD_")
+QUICK = {"STATUS_EDIT_SECONDS": "0.5", "MAX_JOBS_PER_USER": "6", "COOLDOWNS": '{"*": 0}', "LOG_LEVEL": "INFO",
+         "RUNNER_IDLE_SECONDS": "0.3", "JOB_LEASE_SECONDS": str(LEASE_SECONDS)}
+QUICK_PROVIDER = {"POLL_MIN_SECONDS": "0.2", "POLL_MAX_SECONDS": "0.5", "RECONCILE_SETTLE_SECONDS": "1"}
+
+
+class Proc:
+    """`python -m bot ...` as a child process logging to a file of its own."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path) -> None:
+        self.name, self.args, self.env, self.workdir = name, args, env, workdir
+        self.log = workdir / f"{name}.log"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> Proc:
+        with self.log.open("wb") as out:
+            self.proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", *self.args, env=self.env,
+                                                             cwd=self.workdir, stdout=out, stderr=out)
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def stop(self, signum: int = signal.SIGTERM, timeout: float = 15) -> None:
+        if not self.alive:
+            return
+        assert self.proc is not None
+        os.kill(self.proc.pid, signum)
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            await self.proc.wait()
+
+    def tail(self, lines: int = 25) -> str:
+        text = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
+        return f"--- {self.name}:\n" + "\n".join(text[-lines:])
+
+
+async def _sandboxes():
+    emu = DiscordEmulator(ack_deadline=3.0)
+    await emu.start()
+    # slow enough that a kill lands while jobs are live, quick enough for the whole run to take seconds
+    viggle = ViggleSandbox(credits=100_000, character_seconds=3.0)
+    v2s = Vid2SceneSandbox(queue_seconds=0.2, pickup_seconds=0.05, processing_seconds=0.5, training_seconds=2.5)
+    scenario = ScenarioSandbox(upload_validate_seconds=0.1, queue_seconds=0.1, warmup_seconds=0.1, run_seconds=2.5,
+                               layers_found=2, layer_seconds=0.5, max_parallel_jobs=10)
+    for service in (viggle, v2s, scenario):
+        await service.start()
+    return emu, viggle, v2s, scenario
+
+
+def _env(emu, services, workdir: Path, database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
+    env.update(DISCORD_TOKEN=emu.bot_token, DISCORD_API_URL=f"{emu.base_url}/api/v10",
+               DISCORD_GATEWAY_URL=emu.gateway_url, DISCORD_DEV_GUILD_ID=str(emu.guild_id),
+               DATABASE_URL=database_url, DATABASE_PATH=str(workdir / "bot.db"),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+               PYTHONUNBUFFERED="1", **QUICK, **extra)
+    for service in services:
+        env.update(service.env_lines())
+        for prefix in ("VIGGLE_", "VID2SCENE_", "SCENARIO_"):
+            env.update({prefix + k: v for k, v in QUICK_PROVIDER.items()})
+    return env
+
+
+async def _rows(database_url: str, sql: str, *args):
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        return [dict(r) for r in await conn.fetch(sql, *args)]
+    finally:
+        await conn.close()
+
+
+def _paid(viggle, v2s, scenario, kind: str, tag: str) -> int:
+    """Submissions the provider accepted for the user's input `tag` (what would be billed)."""
+    if kind == "character":
+        return sum(1 for r in viggle.characters.values() if r.name.startswith(tag))
+    if kind == "splat":
+        return sum(1 for r in v2s.jobs.values() if r.title.startswith(tag))
+    return sum(1 for r in scenario.jobs.values() if r.input.get("separationInstruction") == tag)
+
+
+@pytest.mark.timeout(90)
+async def test_a_worker_process_killed_mid_job_leaves_every_job_delivered_and_paid_once(tmp_path, postgres_server):
+    started = time.monotonic()
+    database_url = (await postgres_server.fresh_schema_url())[1]
+    portrait = tmp_path / "me.png"
+    portrait.write_bytes(image_bytes(128, 128, label="W"))
+    clip = await asyncio.to_thread(make_video, tmp_path / "clip.mp4", seconds=1.0, width=160, height=120, fps=8)
+    emu, viggle, v2s, scenario = await _sandboxes()
+    services = (viggle, v2s, scenario)
+    user = emu.add_user("alice")
+    procs: list[Proc] = []
+    try:
+        def proc(name: str, args: list[str], **extra: str) -> Proc:
+            (tmp_path / name).mkdir()
+            p = Proc(name, args, _env(emu, services, tmp_path / name, database_url,
+                                      SPOOL_DIR=str(tmp_path / name / "spool"), **extra), tmp_path)
+            procs.append(p)
+            return p
+
+        sync = await proc("sync", ["sync"]).start()
+        assert await asyncio.wait_for(sync.proc.wait(), 60) == 0, sync.tail()
+        gateway = await proc("gateway", ["run"], GATEWAY_RUNS_JOBS="false").start()
+        await emu.wait_for(lambda: emu.connected or not gateway.alive, timeout=60, what="the gateway to connect")
+        assert gateway.alive, gateway.tail()
+        doomed = await proc("doomed", ["worker"], WORKER_ID="doomed").start()
+        survivor = await proc("survivor", ["worker"], WORKER_ID="survivor").start()
+
+        commands = []
+        for n in range(2):
+            commands += [("character", f"hero{n}", "viggle character",
+                          {"name": f"hero{n}", "image": emu.attachment(portrait, "me.png", "image/png")}),
+                         ("splat", f"room{n}", "splat create",
+                          {"video": emu.attachment(clip, "clip.mp4", "video/mp4"), "title": f"room{n}"}),
+                         ("layers", f"split{n}", "layers",
+                          {"video": emu.attachment(clip, "clip.mp4", "video/mp4"), "instruction": f"split{n}",
+                           "max_layers": 2})]
+        jobs = []  # (kind, tag, job id)
+        for kind, tag, command, options in commands:
+            ix = await emu.slash(command, user=user, options=options)
+            jobs.append((kind, tag, job_id_of((await ix.wait_reply(timeout=15)).content)))
+
+        # SIGKILL the doomed worker while it holds a live lease on an unfinished job
+        live = "SELECT id, state FROM jobs WHERE lease_owner = $1 AND lease_until > $2 AND state NOT IN " \
+               "('done', 'failed', 'cancelled')"
+        held: list[dict] = []
+        for _ in range(300):
+            held = await _rows(database_url, live, "doomed", time.time())
+            if held or not doomed.alive:
+                break
+            await asyncio.sleep(0.05)
+        assert held and doomed.alive, doomed.tail()
+        await doomed.stop(signal.SIGKILL)
+        assert doomed.proc.returncode == -signal.SIGKILL
+
+        ids = [job_id for _, _, job_id in jobs]
+        final = "SELECT id, state FROM jobs WHERE id = ANY($1::text[])"
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 45
+        rows: list[dict] = []
+        while loop.time() < end:
+            rows = await _rows(database_url, final, ids)
+            if len(rows) == len(ids) and all(r["state"] in ("done", "failed", "cancelled") for r in rows) \
+                    and all(result_messages(emu, j) for j in ids):
+                break
+            await asyncio.sleep(0.3)
+        await asyncio.sleep(1.0)  # a second result message, if any, would show up now
+        states = {r["id"]: r["state"] for r in await _rows(database_url, final, ids)}
+        logs = "\n".join(p.tail() for p in procs)
+        taken_over = [r["id"] for r in held]
+        assert all(states.get(j) == "done" for j in ids), f"{states}\nheld by the killed worker: {taken_over}\n{logs}"
+        for kind, tag, job_id in jobs:
+            assert len(result_messages(emu, job_id)) == 1, f"{kind} {job_id}: results {result_messages(emu, job_id)}"
+            assert _paid(viggle, v2s, scenario, kind, tag) == 1, f"{kind} {tag}: paid submissions"
+        assert survivor.alive and gateway.alive, logs
+        print(f"\nworkers kill test: {len(ids)} jobs, {len(held)} taken over, {time.monotonic() - started:.1f} s")
+    finally:
+        for p in procs:
+            await p.stop()
+        for service in (scenario, v2s, viggle):
+            with contextlib.suppress(Exception):
+                await service.stop()
+        await emu.stop()
