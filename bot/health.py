@@ -58,10 +58,20 @@ def heartbeat(database_path: Path | str, part: str) -> Heartbeat:
     return Heartbeat(None if path == ":memory:" else Path(f"{path}-heartbeat-{part}"))
 
 
-def health_report(database_path: Path | str, max_age: float = MAX_AGE) -> tuple[bool, list[str]]:
-    """(healthy, one line per part) for `python -m bot health`."""
+def parts_for(role: str, gateway_runs_jobs: bool = True) -> tuple[str, ...]:
+    """The heartbeats a process of this role writes: a worker (`python -m bot worker`) has no
+    gateway; a gateway with GATEWAY_RUNS_JOBS=false has no runner."""
+    if role == "worker":
+        return ("runner",)
+    return tuple(PARTS) if gateway_runs_jobs else ("gateway",)
+
+
+def health_report(database_path: Path | str, max_age: float = MAX_AGE,
+                  parts: tuple[str, ...] = tuple(PARTS)) -> tuple[bool, list[str]]:
+    """(healthy, one line per part) for `python -m bot health`: only `parts` are asked for."""
     now, healthy, lines = time.time(), True, []
-    for part, meaning in PARTS.items():
+    for part in parts:
+        meaning = PARTS[part]
         age = heartbeat(database_path, part).age(now)
         if age is None:
             healthy = False

@@ -62,7 +62,11 @@ Report whether a running bot is alive: its job runner and its Discord gateway co
 touch a heartbeat file next to the database; a heartbeat older than --max-age seconds (or none)
 means unhealthy. For Docker's HEALTHCHECK and for monitoring. Needs no network.
 
-Reads: DATABASE_PATH (from the environment or ./.env), to find the heartbeat files."""),
+`python -m bot health worker` checks a worker (runner only); a gateway with GATEWAY_RUNS_JOBS=false
+is checked for its gateway heartbeat only.
+
+Reads: DATABASE_PATH (from the environment or ./.env), to find the heartbeat files, and
+GATEWAY_RUNS_JOBS."""),
     "demo": ("play the whole story against the local sandbox, no credentials", """\
 Start the sandbox (a Discord stand-in and the three provider stand-ins on loopback) and the real
 bot, play a scripted user through one job per provider, and write the channel as it would look
@@ -92,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                for name, (short, long) in SUBCOMMANDS.items()}
     parsers["health"].add_argument("--max-age", type=float, default=None, metavar="SECONDS",
                                    help="oldest acceptable heartbeat (default: 120)")
+    parsers["health"].add_argument("role", nargs="?", choices=("run", "worker"), default="run",
+                                   help="the command the checked process runs (default: run; a worker has no "
+                                        "gateway, and a gateway with GATEWAY_RUNS_JOBS=false no runner)")
     parsers["demo"].add_argument("--out", default="demo-out", help="where to write the transcript (default: demo-out)")
     return parser
 

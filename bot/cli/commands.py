@@ -178,12 +178,13 @@ def cmd_sync(_args: Namespace) -> int:
 
 # -- health ---------------------------------------------------------------------------------------
 def cmd_health(args: Namespace) -> int:
-    from bot.health import MAX_AGE, health_report
+    from bot.health import MAX_AGE, health_report, parts_for
 
     settings = _settings()
     if isinstance(settings, int):
         return FAILED  # Docker's HEALTHCHECK knows only 0 and 1 (2 is reserved)
-    healthy, lines = health_report(settings.database_path, args.max_age or MAX_AGE)
+    parts = parts_for(args.role, settings.gateway_runs_jobs)
+    healthy, lines = health_report(settings.database_path, args.max_age or MAX_AGE, parts)
     print(*lines, sep="\n", file=sys.stdout if healthy else sys.stderr)
     return OK if healthy else FAILED
 

@@ -104,3 +104,18 @@ async def test_the_demo_ignores_a_broken_env_and_leaves_nothing_when_stopped(tmp
     assert code == 130, out
     assert "Traceback" not in out  # a command being answered at that moment finishes first
     assert os.listdir(fresh_tmp) == []
+
+
+def test_health_asks_each_role_for_its_own_heartbeats(tmp_path):
+    from bot.health import parts_for
+
+    db = tmp_path / "bot.db"
+    heartbeat(db, "runner").beat()  # a worker: a runner and no gateway
+    assert parts_for("worker") == ("runner",)
+    assert health_report(db, parts=parts_for("worker"))[0]
+    assert not health_report(db, parts=parts_for("run"))[0]
+    heartbeat(db, "runner").clear()
+    heartbeat(db, "gateway").beat()  # a gateway that runs no jobs
+    assert health_report(db, parts=parts_for("run", gateway_runs_jobs=False))[0]
+    healthy, lines = health_report(db, parts=parts_for("run", gateway_runs_jobs=True))
+    assert not healthy and lines[0].startswith("runner: no heartbeat")

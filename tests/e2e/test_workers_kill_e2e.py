@@ -186,6 +186,19 @@ async def test_a_worker_process_killed_mid_job_leaves_every_job_delivered_and_pa
             assert len(result_messages(emu, job_id)) == 1, f"{kind} {job_id}: results {result_messages(emu, job_id)}"
             assert _paid(viggle, v2s, scenario, kind, tag) == 1, f"{kind} {tag}: paid submissions"
         assert survivor.alive and gateway.alive, logs
+
+        # `python -m bot health` asks each process for its own heartbeats only
+        async def health(p: Proc, *args: str, **env: str) -> int:
+            child = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "health", *args,
+                                                         env={**p.env, **env}, cwd=tmp_path,
+                                                         stdout=asyncio.subprocess.DEVNULL,
+                                                         stderr=asyncio.subprocess.DEVNULL)
+            return await asyncio.wait_for(child.wait(), 30)
+
+        assert await health(survivor, "worker", "--max-age", "2.5") == 0
+        assert await health(doomed, "worker", "--max-age", "2.5") == 1  # killed seconds ago
+        assert await health(gateway) == 0  # GATEWAY_RUNS_JOBS=false: the gateway's heartbeat only
+        assert await health(gateway, GATEWAY_RUNS_JOBS="true") == 1  # it has no runner to beat
         print(f"\nworkers kill test: {len(ids)} jobs, {len(held)} taken over, {time.monotonic() - started:.1f} s")
     finally:
         for p in procs:
