@@ -206,6 +206,39 @@ async def provider_problems(settings: Settings, report: Callable[[str, str], Non
     return problems
 
 
+# -- PostgreSQL -----------------------------------------------------------------------------------
+def _postgres_where(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)  # never the user's password
+    return f"PostgreSQL at {parts.hostname}:{parts.port or 5432}{parts.path}"
+
+
+async def database_problems(settings: Settings, report: Callable[[str, str], None]) -> list[Problem]:
+    """With DATABASE_URL set, one connection to PostgreSQL: a server that is down or refuses the
+    login is named before the bot starts, not as a traceback from the store."""
+    if settings.database_url is None or not settings.database_url.get_secret_value():
+        return []
+    import asyncpg
+
+    url = settings.database_url.get_secret_value()
+    where = _postgres_where(url)
+    try:
+        conn = await asyncpg.connect(url, timeout=CHECK_TIMEOUT)
+    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError):
+        return [Problem("DATABASE_URL", f"{where} refused the user and password",
+                        "Check the user and password in DATABASE_URL.", REFUSED)]
+    except asyncpg.InvalidCatalogNameError:
+        return [Problem("DATABASE_URL", f"{where}: no such database",
+                        "Create the database, or fix its name in DATABASE_URL.", CONFIG)]
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return [Problem("DATABASE_URL", f"{where} could not be reached",
+                        "Start PostgreSQL, or fix the host and port in DATABASE_URL.", UNREACHABLE)]
+    await conn.close()
+    report("database", f"{where} answers")
+    return []
+
+
 # -- all of it ------------------------------------------------------------------------------------
 def _quiet(_name: str, _detail: str) -> None:
     return None
@@ -219,11 +252,9 @@ async def preflight(settings: Settings, report: Callable[[str, str], None] = _qu
     if not problems:
         where = settings.database_path
         if settings.database_url is not None and settings.database_url.get_secret_value():
-            from urllib.parse import urlsplit
-
-            url = urlsplit(settings.database_url.get_secret_value())  # never the password
-            where = f"PostgreSQL at {url.hostname}:{url.port or 5432}{url.path} (not checked here)"
+            where = _postgres_where(settings.database_url.get_secret_value())
         report("storage", f"database {where}, spool {settings.spool_dir}")
+        problems += await database_problems(settings, report)
     problems += await discord_problems(settings, report)
     problems += await provider_problems(settings, report)
     return problems

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bot.preflight import CONFIG, REFUSED, STORAGE, UNREACHABLE
@@ -97,3 +99,18 @@ async def test_a_bad_number_names_the_variable_and_not_the_value(tmp_path):
 async def test_health_answers_only_healthy_or_not_as_docker_expects(tmp_path):
     result = await run_cli("health", cwd=operator_folder(tmp_path / "op", {"MAX_JOBS_PER_USER": "lots"}))
     assert result.code == 1 and "MAX_JOBS_PER_USER" in result.err
+
+
+@pytest.mark.parametrize("command", ["check", "worker"])
+async def test_an_unreachable_postgresql_names_database_url_without_its_password(tmp_path, sandbox_lines, command):
+    url = f"postgresql://videobot:pg-Secret-42@127.0.0.1:{closed_port()}/videobot"
+    result = await run_cli(command, cwd=operator_folder(tmp_path / "op", sandbox_lines | {"DATABASE_URL": url}))
+    assert_operator_error(result, UNREACHABLE, "DATABASE_URL", "pg-Secret-42")
+    assert f"127.0.0.1:{url.split(':')[3].split('/')[0]}/videobot could not be reached" in result.err
+
+
+async def test_a_reachable_postgresql_passes_check(tmp_path, sandbox_lines, postgres_server):
+    url = (await postgres_server.fresh_schema_url())[1]
+    result = await run_cli("check", cwd=operator_folder(tmp_path / "op", sandbox_lines | {"DATABASE_URL": url}))
+    assert result.code == 0, result
+    assert re.search(r"^database: +PostgreSQL at 127\.0\.0\.1:\d+/\w+ answers$", result.out, re.M), result.out
