@@ -143,3 +143,20 @@ class VideoBot(commands.Bot):
             log.info("stopped; every unfinished job resumes at the next start")
         self.runner_heartbeat.clear()
         self.gateway_heartbeat.clear()
+
+
+class ShardedVideoBot(VideoBot, commands.AutoShardedBot):
+    """The bot on SHARD_IDS of SHARD_COUNT gateway shards (discord.py's AutoShardedBot keeps
+    Discord's identify limits); jobs do not care which process's shard received the command."""
+
+    def gateway_alive(self) -> bool:
+        shards = list(self.shards.values())
+        return (self.is_ready() and not self.is_closed() and bool(shards)
+                and all(not s.is_closed() and math.isfinite(s.latency) for s in shards))
+
+
+def gateway_bot(settings: Settings, **options) -> VideoBot:
+    """The bot `python -m bot run` starts: sharded when SHARD_COUNT is set."""
+    if settings.shard_count is None:
+        return VideoBot(settings, **options)
+    return ShardedVideoBot(settings, shard_count=settings.shard_count, shard_ids=settings.shard_ids, **options)

@@ -206,6 +206,10 @@ class Settings(_Base):
     #: how long a worker's claim on a job lasts unless renewed (it renews every third of this while
     #: the step runs): after a worker dies, its jobs wait this long before another takes them
     job_lease_seconds: float = Field(600.0, ge=1, le=86400)
+    #: Discord gateway shards in all (unset: one connection, no sharding); SHARD_IDS (a JSON list)
+    #: the ones this process opens (unset: all of them), so shards can split across processes
+    shard_count: int | None = Field(None, ge=1, le=100_000)
+    shard_ids: list[int] | None = None
     spool_dir: Path = Path("data/spool")
     upload_limit_mb: float = Field(10.0, gt=0, le=500)
     max_jobs_per_user: int = Field(3, ge=1, le=100)
@@ -247,6 +251,20 @@ class Settings(_Base):
         named = {" ".join(k.lower().split()): v for k, v in value.items()}
         base = dict.fromkeys(DEFAULT_COOLDOWNS, named["*"]) if "*" in named else dict(DEFAULT_COOLDOWNS)
         return {**base, **named}
+
+    @model_validator(mode="after")
+    def _shards_within_count(self) -> Settings:
+        if self.shard_ids is None:
+            return self
+        if self.shard_count is None:
+            raise ValueError("SHARD_IDS: needs SHARD_COUNT (how many shards there are in all)")
+        if not self.shard_ids:
+            raise ValueError("SHARD_IDS: give at least one shard id, or leave it unset for all")
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError("SHARD_IDS: each shard id only once")
+        if any(not 0 <= i < self.shard_count for i in self.shard_ids):
+            raise ValueError(f"SHARD_IDS: each id must be from 0 to SHARD_COUNT - 1 ({self.shard_count - 1})")
+        return self
 
     @field_validator("log_level")
     @classmethod

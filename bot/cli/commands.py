@@ -59,12 +59,12 @@ def _start_failure(exc: BaseException, settings: Settings) -> Problem | None:
 
 # -- run ------------------------------------------------------------------------------------------
 async def _run(settings: Settings) -> int:
-    from bot.app import VideoBot
+    from bot.app import gateway_bot
 
     problems = await preflight(settings)
     if problems:
         return _refuse(problems)
-    bot = VideoBot(settings)
+    bot = gateway_bot(settings)
     try:
         await bot.start(settings.discord_token.get_secret_value())
     except Exception as exc:  # a token revoked or a network lost since the preflight

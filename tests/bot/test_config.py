@@ -121,3 +121,30 @@ def test_bad_cooldowns_name_the_variable(monkeypatch, value):
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert "COOLDOWNS" in str(caught.value)
+
+
+@pytest.mark.parametrize(("count", "ids", "words"), [
+    ("4", "[0, 4]", "SHARD_IDS: each id must be from 0 to SHARD_COUNT - 1 (3)"),
+    (None, "[0]", "SHARD_IDS: needs SHARD_COUNT"),
+    ("4", "[1, 1]", "SHARD_IDS: each shard id only once"),
+    ("4", "[]", "SHARD_IDS: give at least one shard id"),
+    ("0", None, "SHARD_COUNT:"),
+])
+def test_shard_ids_must_lie_within_shard_count(monkeypatch, count, ids, words):
+    for name, value in (("SHARD_COUNT", count), ("SHARD_IDS", ids)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert words in str(caught.value)
+
+
+def test_shards_split_across_processes(monkeypatch):
+    monkeypatch.setenv("SHARD_COUNT", "4")
+    monkeypatch.setenv("SHARD_IDS", "[2, 3]")
+    s = load_settings()
+    assert (s.shard_count, s.shard_ids) == (4, [2, 3])
+    monkeypatch.delenv("SHARD_IDS")
+    assert load_settings().shard_ids is None  # every shard in this one process
