@@ -28,6 +28,8 @@ class _ProviderSection(BaseSettings):
     poll_max_seconds: float = Field(60.0, gt=0)
     max_concurrent: int = Field(4, ge=1, le=64)
     deadline_minutes: dict[str, float] = Field(default_factory=dict)
+    #: after a paid call whose answer was lost, wait this long before looking for what it made
+    reconcile_settle_seconds: float = Field(60.0, gt=0)
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> _ProviderSection:
@@ -80,6 +82,7 @@ class ScenarioSettings(_ProviderSection):
     poll_min_seconds: float = Field(3.0, gt=0)
     poll_max_seconds: float = Field(30.0, gt=0)
     deadline_minutes: dict[str, float] = Field(default_factory=lambda: {"layers": 60})
+    reconcile_settle_seconds: float = Field(90.0, gt=0)
 
     @property
     def enabled(self) -> bool:
