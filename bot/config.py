@@ -70,7 +70,8 @@ class ViggleSettings(_ProviderSection):
 class Vid2SceneSettings(_ProviderSection):
     model_config = _section("VID2SCENE_")
     base_url: str = "https://vid2scene.com/api/v1"
-    poll_min_seconds: float = Field(10.0, gt=0)
+    #: the developer API has no rate limit; 5 s keeps a finished splat's delivery prompt
+    poll_min_seconds: float = Field(5.0, gt=0)
     poll_max_seconds: float = Field(120.0, gt=0)
     deadline_minutes: dict[str, float] = Field(default_factory=lambda: {"splat": 8 * 60})
 

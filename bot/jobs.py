@@ -16,7 +16,7 @@ from bot.delivery import Delivery, status_embed
 from bot.models import Job, JobState, utcnow
 from bot.providers.base import Provider, user_message
 from bot.runner import Runner
-from bot.store import Store, new_job_id
+from bot.store import LimitReached, Store, new_job_id
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +85,19 @@ class JobService:
                            f"{', '.join(missing)} permission{'s' if len(missing) > 1 else ''} here. "
                            "Ask a server manager to grant it, or use another channel.")
         owner = interaction.user.id
-        if await self.store.count_live(owner_id=owner) >= self.max_per_user:
-            raise JobError(f"You already have {self.max_per_user} jobs running; wait for one to finish or "
-                           "cancel one with `/jobs cancel`.")
-        if interaction.guild_id and await self.store.count_live(guild_id=interaction.guild_id) >= self.max_per_guild:
-            raise JobError("This server has too many jobs running right now; please try again in a few minutes.")
         now = utcnow()
         job = Job(id=new_job_id(), provider=provider, kind=kind, state=JobState.ACCEPTED, owner_id=owner,
                   channel_id=interaction.channel_id or 0, guild_id=interaction.guild_id, summary=summary,
                   params=params, created_at=now, updated_at=now, next_run_at=now + FIRST_STEP_DELAY,
                   deadline_at=now + timedelta(seconds=prov.limits.deadline_for(kind)))
-        job = await self.store.create_job(job)
+        try:
+            job = await self.store.create_job(job, max_per_user=self.max_per_user, max_per_guild=self.max_per_guild)
+        except LimitReached as exc:
+            if exc.scope == "user":
+                raise JobError(f"You already have {exc.limit} jobs running; wait for one to finish or "
+                               "cancel one with `/jobs cancel`.") from None
+            raise JobError("This server has too many jobs running right now; please try again in a few "
+                           "minutes.") from None
         embed, view, fp = self.delivery.status_payload(job)
         try:
             await interaction.edit_original_response(content=f"Started job `{job.id}`; progress is shown below.")

@@ -7,9 +7,11 @@ Migrations are numbered and applied at start; `PRAGMA user_version` records the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,6 +88,17 @@ class StaleJob(RuntimeError):
     """The job changed under us (another task moved it); re-read and decide again."""
 
 
+class LimitReached(RuntimeError):
+    """A live-job limit refused a new job; `scope` is "user" or "guild", `limit` the number."""
+
+    def __init__(self, scope: str, limit: int) -> None:
+        super().__init__(f"{scope} limit of {limit} live jobs reached")
+        self.scope, self.limit = scope, limit
+
+
+_LIVE = "state NOT IN ('done', 'failed', 'cancelled')"
+
+
 _JSON_FIELDS = {"params", "provider_data"}
 _TIME_FIELDS = {f.name for f in fields(Job) if f.name.endswith("_at")} | {"eta", "running_since"}
 _JOB_COLUMNS = [f.name for f in fields(Job)]
@@ -147,6 +160,28 @@ class Store:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        # one connection is shared by every task: a multi-statement transaction must not let another
+        # task's statement (and its commit) slip in between, so every write takes this lock
+        self._write_lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: other processes wait for it), committed on exit
+        and rolled back on error. Checks and the writes they allow go in the same one."""
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.rollback()
+                raise
+            await self._db.commit()
+
+    async def _execute_write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement in its own transaction; returns the row count."""
+        async with self.transaction() as db:
+            cur = await db.execute(sql, params)
+            return cur.rowcount
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
@@ -181,13 +216,28 @@ class Store:
         return await self.schema_version()
 
     # -- jobs -----------------------------------------------------------------------------------
-    async def create_job(self, job: Job) -> Job:
+    async def create_job(self, job: Job, *, max_per_user: int | None = None,
+                         max_per_guild: int | None = None) -> Job:
+        """Insert a new job. With limits, the live jobs of its owner and guild are counted in the
+        same write transaction as the insert, so simultaneous commands cannot all pass; raises
+        LimitReached and writes nothing when a limit is full."""
         columns = ", ".join(_JOB_COLUMNS)
         marks = ", ".join("?" for _ in _JOB_COLUMNS)
-        await self._db.execute(f"INSERT INTO jobs ({columns}) VALUES ({marks})",
-                               [_to_column(n, getattr(job, n)) for n in _JOB_COLUMNS])
-        await self._db.commit()
+        async with self.transaction() as db:
+            if max_per_user is not None and await self._count_live(db, "owner_id", job.owner_id) >= max_per_user:
+                raise LimitReached("user", max_per_user)
+            if (max_per_guild is not None and job.guild_id is not None
+                    and await self._count_live(db, "guild_id", job.guild_id) >= max_per_guild):
+                raise LimitReached("guild", max_per_guild)
+            await db.execute(f"INSERT INTO jobs ({columns}) VALUES ({marks})",
+                             [_to_column(n, getattr(job, n)) for n in _JOB_COLUMNS])
         return job
+
+    @staticmethod
+    async def _count_live(db: aiosqlite.Connection, column: str, value: int) -> int:
+        async with db.execute(f"SELECT COUNT(*) FROM jobs WHERE {column} = ? AND {_LIVE}", (value,)) as cur:
+            row = await cur.fetchone()
+        return int(row[0])
 
     async def get_job(self, job_id: str) -> Job | None:
         async with self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
@@ -205,9 +255,8 @@ class Store:
         for n, v in changed.items():
             params += [_to_column(n, v)] * (2 if n == "next_run_at" else 1)
         params += [job.id, str(job.state)]
-        cur = await self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?", params)
-        await self._db.commit()
-        if cur.rowcount != 1:
+        rowcount = await self._execute_write(f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?", params)
+        if rowcount != 1:
             raise StaleJob(f"job {job.id} is no longer {job.state}")
         return new
 
@@ -268,42 +317,35 @@ class Store:
 
     async def count_live(self, *, owner_id: int | None = None, guild_id: int | None = None) -> int:
         column, value = ("owner_id", owner_id) if owner_id is not None else ("guild_id", guild_id)
-        sql = f"SELECT COUNT(*) FROM jobs WHERE {column} = ? AND state NOT IN ('done', 'failed', 'cancelled')"
-        async with self._db.execute(sql, (value,)) as cur:
-            row = await cur.fetchone()
-        return int(row[0])
+        return await self._count_live(self._db, column, value)
 
     async def request_cancel(self, job_id: str, now: datetime | None = None) -> bool:
         """Flag a live job for cancelling and make it due at once; False when it is not live."""
-        cur = await self._db.execute(
+        rowcount = await self._execute_write(
             "UPDATE jobs SET cancel_requested = 1, next_run_at = ?, updated_at = ? "
             "WHERE id = ? AND state NOT IN ('done', 'failed', 'cancelled', 'collecting', 'delivering')",
             (_ts(now or utcnow()), _ts(utcnow()), job_id))
-        await self._db.commit()
-        return cur.rowcount == 1
+        return rowcount == 1
 
     async def record_status(self, job_id: str, *, message_id: int | None, fingerprint: str,
                             edited_at: datetime, only_if_unset: bool = False) -> bool:
         """Note what the status message shows. Not guarded by state: the card is bookkeeping beside
         the life cycle, and a step may move the job while the card is being posted."""
         guard = " AND status_message_id IS NULL" if only_if_unset else ""
-        cur = await self._db.execute(
+        rowcount = await self._execute_write(
             f"UPDATE jobs SET status_message_id = COALESCE(?, status_message_id), status_fingerprint = ?, "
             f"status_edited_at = ? WHERE id = ?{guard}", (message_id, fingerprint, _ts(edited_at), job_id))
-        await self._db.commit()
-        return cur.rowcount == 1
+        return rowcount == 1
 
     async def wake(self, job_id: str) -> None:
         """Make a live job due now (a Refresh click)."""
-        await self._db.execute(
-            "UPDATE jobs SET next_run_at = ? WHERE id = ? AND state NOT IN ('done', 'failed', 'cancelled')",
-            (_ts(utcnow()), job_id))
-        await self._db.commit()
+        await self._execute_write(
+            f"UPDATE jobs SET next_run_at = ? WHERE id = ? AND {_LIVE}", (_ts(utcnow()), job_id))
 
     # -- saved objects --------------------------------------------------------------------------
     async def save_object(self, obj: SavedObject) -> None:
         now = _ts(utcnow())
-        await self._db.execute(
+        await self._execute_write(
             """INSERT INTO saved_objects (provider, kind, remote_id, owner_id, guild_id, name, status, data,
                                           created_at, updated_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -312,7 +354,6 @@ class Store:
                    updated_at = excluded.updated_at""",
             (obj.provider, obj.kind, obj.remote_id, obj.owner_id, obj.guild_id, obj.name, obj.status,
              json.dumps(obj.data or {}, sort_keys=True), now, now))
-        await self._db.commit()
 
     async def list_objects(self, *, provider: str, kind: str, owner_id: int | None = None,
                            name_contains: str = "", limit: int = 25) -> list[SavedObject]:
@@ -338,11 +379,10 @@ class Store:
         return self._object(row) if row else None
 
     async def delete_object(self, provider: str, kind: str, remote_id: str) -> bool:
-        cur = await self._db.execute(
+        rowcount = await self._execute_write(
             "DELETE FROM saved_objects WHERE provider = ? AND kind = ? AND remote_id = ?",
             (provider, kind, remote_id))
-        await self._db.commit()
-        return cur.rowcount == 1
+        return rowcount == 1
 
     @staticmethod
     def _object(row: aiosqlite.Row) -> SavedObject:

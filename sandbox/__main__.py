@@ -1,5 +1,6 @@
 """`python -m sandbox`: serve sandbox Discord and every provider stand-in on localhost for manual
-trials, and print the environment lines that point a bot at them. Ctrl-C stops."""
+trials, print the environment lines that point a bot at them, and serve the console: the sandbox
+channel in a browser, where you act as a user. Ctrl-C stops."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ SERVICES = (("sandbox.vid2scene", "Vid2SceneSandbox"), ("sandbox.viggle", "Viggl
             ("sandbox.scenario", "ScenarioSandbox"))
 
 
-async def serve(host: str, user: str) -> None:
+async def serve(host: str, user: str, console_port: int = 0) -> None:
+    from sandbox.console import Console
     from sandbox.discord import DiscordEmulator
 
     emu = DiscordEmulator()
@@ -34,9 +36,14 @@ async def serve(host: str, user: str) -> None:
     for name, value in lines.items():
         print(f"{name}={value}")
     print(f"\nDiscord emulator: {emu.base_url} (guild {emu.guild_id}, channel {emu.channel_id})")
+    emu.add_user(user)
+    console = Console(emu)
+    print(f"Console (the channel in your browser, act as {user!r} or any user you add): "
+          f"{await console.start(host, console_port)}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
+        await console.stop()
         for service in services:
             await service.stop()
         await emu.stop()
@@ -45,10 +52,11 @@ async def serve(host: str, user: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--user", default="tester")
+    parser.add_argument("--user", default="tester", help="the first user of the console")
+    parser.add_argument("--console-port", type=int, default=0, help="the console's port (default: any free one)")
     args = parser.parse_args()
     try:
-        asyncio.run(serve(args.host, args.user))
+        asyncio.run(serve(args.host, args.user, args.console_port))
     except KeyboardInterrupt:
         pass
 

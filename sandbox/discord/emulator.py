@@ -79,6 +79,7 @@ class DiscordEmulator:
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self.faults = FaultPlan()
         self._event: asyncio.Event | None = None
+        self._listeners: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task] = set()
         self._given_storage = Path(storage_dir) if storage_dir is not None else None
         self.storage_dir = self._given_storage or Path(tempfile.mkdtemp(prefix="discord-emu-"))
@@ -312,6 +313,13 @@ class DiscordEmulator:
         if self._event is not None:
             self._event.set()
             self._event = None
+        for listener in list(self._listeners):
+            listener()
+
+    def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener()` (cheap, non-blocking) after every state change; returns the unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, *, what: str | None = None) -> Any:
         """Return predicate()'s first truthy value. Re-evaluated on every state change (and every

@@ -47,3 +47,62 @@ def test_eta_extrapolates_the_average_pace():
 def test_backoff_doubles_and_caps():
     assert [retry_backoff(n) for n in (1, 2, 3, 4)] == [2, 4, 8, 16]
     assert retry_backoff(30) == 300
+
+
+def _run(bounds, clock, reports, typical=None):
+    """Feed (time, phase, progress) reports to the policy; returns the delays it chose."""
+    from bot.polling import plan_poll
+    return [plan_poll(bounds, clock, phase=phase, progress=progress, queue_position=None, now=t,
+                      typical_total=typical) for t, phase, progress in reports]
+
+
+def test_a_steady_pace_is_aimed_at_closely_and_the_end_is_polled_at_the_minimum():
+    from bot.polling import PollClock
+    bounds = PollBounds(3.0, 30.0)
+    clock = PollClock()
+    # 1% per second: 100 s in all
+    delays = _run(bounds, clock, [(0, RemotePhase.RUNNING, 0.0), (10, RemotePhase.RUNNING, 0.1),
+                                  (20, RemotePhase.RUNNING, 0.2),
+                                  (80, RemotePhase.RUNNING, 0.8), (90, RemotePhase.RUNNING, 0.9),
+                                  (99, RemotePhase.RUNNING, 0.99)])
+    assert delays[0] == bounds.minimum  # nothing to go by yet
+    assert delays[1] == pytest.approx(30.0)  # 90 s left -> capped
+    assert delays[4] == pytest.approx(8.0)  # 10 s left at a steady pace -> 80% of it
+    assert delays[5] == bounds.minimum
+
+
+def test_checkpoints_that_jump_are_not_trusted_as_a_steady_pace():
+    from bot.polling import PollClock
+    bounds = PollBounds(3.0, 300.0)
+    steady, jumpy = PollClock(), PollClock()
+    a = _run(bounds, steady, [(0, RemotePhase.RUNNING, 0.0), (10, RemotePhase.RUNNING, 0.05),
+                              (20, RemotePhase.RUNNING, 0.10), (28, RemotePhase.RUNNING, 0.14)])
+    b = _run(bounds, jumpy, [(0, RemotePhase.RUNNING, 0.0), (10, RemotePhase.RUNNING, 0.0),
+                             (20, RemotePhase.RUNNING, 0.0), (28, RemotePhase.RUNNING, 0.6)])
+    assert a[-1] == pytest.approx((200 - 28) * 0.8)
+    assert b[-1] == pytest.approx(28 * 0.4 / 0.6 * 0.5)  # only half of what the jump predicts
+
+
+def test_without_progress_recent_durations_of_the_kind_set_the_pace():
+    from bot.polling import DurationHistory, PollClock
+    history = DurationHistory()
+    assert history.typical() is None  # too few to go by
+    for seconds in (100, 110, 120, 130, 140):
+        history.add(seconds)
+    typical = history.typical()
+    assert 100 <= typical < 120  # the early side, so most jobs are seen promptly
+    bounds = PollBounds(3.0, 60.0)
+    delays = _run(bounds, PollClock(), [(0, RemotePhase.RUNNING, None), (50, RemotePhase.RUNNING, None),
+                                        (typical + 5, RemotePhase.RUNNING, None),
+                                        (typical + 200, RemotePhase.RUNNING, None)], typical=typical)
+    assert delays[0] == pytest.approx(typical / 2)
+    assert delays[1] == pytest.approx((typical - 50) / 2)
+    assert delays[2] == pytest.approx(bounds.minimum + 0.5)  # just past it: about the minimum
+    assert delays[3] == pytest.approx(bounds.minimum + 20)  # long overdue: stretched slowly
+
+
+def test_a_poll_clock_survives_a_round_trip_through_json():
+    from bot.polling import PollClock
+    clock = PollClock(submitted_at=5.0, running_since=7.0, progress0=(0.1, 8.0), last=(0.3, 12.0))
+    assert PollClock.from_json(clock.to_json(), submitted_at=0.0) == clock
+    assert PollClock.from_json(None, submitted_at=3.0) == PollClock(submitted_at=3.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from dataclasses import fields
 from datetime import datetime, timedelta
@@ -159,3 +160,34 @@ async def test_saved_objects_upsert_and_search(store):
     assert await store.list_objects(provider="viggle", kind="character", name_contains="0_%") == []
     assert await store.delete_object("viggle", "character", "char_1")
     assert await store.get_object("viggle", "character", "char_1") is None
+
+
+async def test_limits_hold_when_many_jobs_are_created_at_once(store):
+    """Ten simultaneous commands from one user start exactly the user's limit; the guild limit holds
+    across users the same way (the count and the insert are one transaction)."""
+    from bot.store import LimitReached
+
+    async def try_create(owner: int) -> bool:
+        try:
+            await store.create_job(make_job(owner_id=owner, guild_id=500), max_per_user=3, max_per_guild=5)
+            return True
+        except LimitReached:
+            return False
+
+    started = await asyncio.gather(*(try_create(1) for _ in range(10)))
+    assert sum(started) == 3
+    started = await asyncio.gather(*(try_create(owner) for owner in range(10, 18)))
+    assert sum(started) == 2  # the guild had 3 live jobs already, so only 2 of 8 users got in
+    assert await store.count_live(guild_id=500) == 5
+
+
+async def test_a_refused_insert_writes_nothing_and_leaves_the_store_usable(store):
+    from bot.store import LimitReached
+
+    await store.create_job(make_job(owner_id=3), max_per_user=1)
+    with pytest.raises(LimitReached) as caught:
+        await store.create_job(make_job(owner_id=3), max_per_user=1)
+    assert caught.value.scope == "user"
+    assert await store.count_live(owner_id=3) == 1
+    other = await store.create_job(make_job(owner_id=4), max_per_user=1)
+    assert (await store.get_job(other.id)).owner_id == 4
