@@ -13,7 +13,7 @@ from typing import Any
 from tests.e2e.crash_plan import Lifecycle
 from tests.e2e.crash_world import Sandboxes
 
-INVARIANTS = ("answered", "terminal", "payment", "delivery", "notice", "card", "saved", "spool")
+INVARIANTS = ("exit", "answered", "terminal", "payment", "delivery", "notice", "card", "saved", "spool")
 _PART = re.compile(r"\(part (\d+)/(\d+)\)")
 _MARKER = re.compile(r"\s*\[vb:([a-z0-9]+)\]\s*$")
 _CARD_WORD = {"done": "Done", "failed": "Failed", "cancelled": "Cancelled"}
@@ -96,8 +96,9 @@ def _state_field(message) -> str:
 
 
 def check(world: Sandboxes, lifecycles: list[Lifecycle], jobs: list[dict[str, Any]],
-          saved: list[dict[str, Any]], spool_dir: Path) -> Report:
+          saved: list[dict[str, Any]], spool_dir: Path, own_exits: list[str] = ()) -> Report:
     report = Report()
+    report.violations["exit"] += [f"the bot ended without being killed, {text}" for text in own_exits]
     by_id = {row["id"]: row for row in jobs}
     saved_keys = {(s["provider"], s["kind"], s["remote_id"]) for s in saved}
     messages = [m for m in world.emu.messages() if not m.ephemeral]

@@ -49,26 +49,54 @@ class Driver:
     up: asyncio.Event = field(default_factory=asyncio.Event)
     generation: int = 0
     kill_modes: dict[str, int] = field(default_factory=dict)
+    #: times the bot ended without being killed (each is a defect; it is started again)
+    own_exits: list[str] = field(default_factory=list)
+    _restart: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # -- the bot's life ---------------------------------------------------------------------------
-    async def start_bot(self) -> None:
+    async def start_bot(self, tries: int = 3) -> None:
+        """Start the bot and wait for its gateway connection. A bot that ends while starting (after
+        a kill, say, its database cannot be opened) is noted as a defect and started again."""
         emu = self.world.emu
-        before = emu.gateway.identifies
-        await self.bot.start()
-        try:
-            await emu.wait_for(lambda: emu.gateway.identifies > before and emu.connected, timeout=30,
-                               what="the bot to connect")
-        except TimeoutError:
-            raise AssertionError(f"the bot did not come up:\n{self.bot.tail()}") from None
-        self.generation += 1
-        self.up.set()
+        for _ in range(tries):
+            before = emu.gateway.identifies
+            await self.bot.start()
+            try:
+                await emu.wait_for(lambda b=before: (emu.gateway.identifies > b and emu.connected)
+                                   or not self.bot.alive, timeout=30, what="the bot to connect")
+            except TimeoutError:
+                raise AssertionError(f"the bot did not come up in 30 s:\n{self.bot.tail()}") from None
+            if self.bot.alive:
+                self.generation += 1
+                self.up.set()
+                return
+            self.own_exits.append(f"ended while starting ({self.bot.exit_text()}):\n{self.bot.tail(15)}")
+        raise AssertionError(f"the bot ended {tries} times while starting:\n{self.bot.tail()}")
 
     async def kill_bot(self, mode: str) -> None:
         self.up.clear()
+        if not self.bot.alive:
+            self.own_exits.append(f"{self.bot.exit_text()} before its kill:\n{self.bot.tail(15)}")
         await self.bot.kill()
         self.kill_modes[mode] = self.kill_modes.get(mode, 0) + 1
         emu = self.world.emu
         await emu.wait_for(lambda: not emu.connected, timeout=10, what="the gateway to see the kill")
+
+    async def restart(self, mode: str, pause: float) -> None:
+        async with self._restart:
+            await self.kill_bot(mode)
+            await asyncio.sleep(pause)
+            await self.start_bot()
+
+    async def watchdog(self, done: asyncio.Event) -> None:
+        """A bot that ends by itself is noted (with its last log lines) and started again."""
+        while not done.is_set():
+            await asyncio.sleep(0.2)
+            async with self._restart:
+                if self.up.is_set() and not self.bot.alive:
+                    self.up.clear()
+                    self.own_exits.append(f"{self.bot.exit_text()}:\n{self.bot.tail(15)}")
+                    await self.start_bot()
 
     # -- users -------------------------------------------------------------------------------------
     def _options(self, lc: Lifecycle) -> tuple[str, dict[str, Any]]:
@@ -221,23 +249,31 @@ class Driver:
                 mode = "fallback"  # nothing to aim at within the wait: an ordinary kill
             if done.is_set():
                 return
-            await self.kill_bot(mode)
-            await asyncio.sleep(rng.uniform(0.0, 0.3))
-            await self.start_bot()
+            await self.restart(mode, rng.uniform(0.0, 0.3))
 
     # -- the whole run ----------------------------------------------------------------------------
     async def setup(self) -> None:
         """Every user's base character and scene, made before any kill (renders need them)."""
-        await asyncio.gather(*(self.run(lc) for lc in self.plan.lifecycles if lc.setup))
+        done = asyncio.Event()
+        watchdog = asyncio.create_task(self.watchdog(done))
+        try:
+            await asyncio.gather(*(self.run(lc) for lc in self.plan.lifecycles if lc.setup))
+        finally:
+            done.set()
+            await watchdog
 
     async def chaos(self) -> None:
+        """Every user's lifecycles, while the killer works; the bot is up when it returns."""
         done = asyncio.Event()
         killer = asyncio.create_task(self.kill_loop(done))
+        watchdog = asyncio.create_task(self.watchdog(done))
         try:
             await asyncio.gather(*(self.run_user(u) for u in range(self.plan.users)))
         finally:
             done.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await killer
-        if not self.bot.alive:
+                await watchdog
+        if not self.bot.alive:  # the killer always starts it again: this one ended by itself
+            self.own_exits.append(f"{self.bot.exit_text()}:\n{self.bot.tail(15)}")
             await self.start_bot()

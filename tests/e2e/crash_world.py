@@ -124,6 +124,10 @@ class BotProcess:
         except TimeoutError:
             await self.kill()
 
+    def exit_text(self) -> str:
+        code = self.proc.returncode if self.proc is not None else None
+        return f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+
     def tail(self, lines: int = 40) -> str:
         if not self.logs:
             return ""
