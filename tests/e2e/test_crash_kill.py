@@ -68,7 +68,7 @@ async def test_bot_killed_at_random_points_finishes_every_job_exactly_once(tmp_p
         settle_until = loop.time() + SETTLE_SECONDS
         while True:  # what a kill left undone may take the restarted bot a moment
             report = check(world, plan.lifecycles, await driver.db.jobs(), await driver.db.saved_objects(),
-                           tmp_path / "spool")
+                           tmp_path / "spool", driver.own_exits)
             if report.clean or loop.time() > settle_until:
                 break
             await asyncio.sleep(0.5)
