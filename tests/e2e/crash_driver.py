@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import re
 from dataclasses import dataclass, field
@@ -116,17 +117,17 @@ class Driver:
         return "layers", {"video": clip(), "instruction": tag, "max_layers": 2}
 
     def _script_failure(self, lc: Lifecycle) -> None:
+        """The provider's next job of this kind fails (with users acting at once, it may be
+        another user's: the checks judge each job by how it ended, not by the plan)."""
         w = self.world
         if lc.provider == "viggle":
-            w.viggle.fail_next(lc.kind, message=f"Scripted failure for lifecycle {lc.index}")
+            w.viggle.fail_next(lc.kind)
         elif lc.provider == "vid2scene":
             w.v2s.fail_next_job()
         else:
             w.scenario.fail_next_job()
 
     async def find_job(self, lc: Lifecycle) -> dict[str, Any] | None:
-        import json
-
         for row in await self.db.jobs():
             if row["kind"] == lc.kind and json.loads(row["params"]).get(TAG_PARAM[lc.kind]) == lc.tag:
                 return row
@@ -205,8 +206,12 @@ class Driver:
         before = {name: len(services[name].requests_to(rx, "POST")) for name, rx in PAID_ROUTES}
         for name, rx in PAID_ROUTES:
             services[name].faults.add("POST", rx, 200, passthrough=True, delay=0.4)
-        return await self._until(lambda: any(len(services[n].requests_to(rx, "POST")) > before[n]
-                                             for n, rx in PAID_ROUTES), done, 6.0)
+        try:
+            return await self._until(lambda: any(len(services[n].requests_to(rx, "POST")) > before[n]
+                                                 for n, rx in PAID_ROUTES), done, 6.0)
+        finally:  # the late answer under way keeps its delay; the unused ones go
+            for service in services.values():
+                service.faults.clear()
 
     async def _aim_finish(self, done: asyncio.Event) -> bool:
         """Make the bot's channel posts answer late (Discord has the message, the bot not yet its
