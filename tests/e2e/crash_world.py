@@ -21,11 +21,12 @@ from sandbox.viggle import ViggleSandbox
 
 REPO = Path(__file__).resolve().parents[2]
 #: the bot's own settings that keep a lifecycle to a few seconds (what an operator could set too)
+#: (users here send their next command as soon as the last job ends, so no per-user cooldowns)
 QUICK_BOT = {"STATUS_EDIT_SECONDS": "0.25", "MAX_JOBS_PER_USER": "3", "MAX_JOBS_PER_GUILD": "50",
-             "LOG_LEVEL": "INFO"}
+             "LOG_LEVEL": "INFO", "COOLDOWNS": '{"*": 0}'}
 QUICK_PROVIDER = {"POLL_MIN_SECONDS": "0.1", "POLL_MAX_SECONDS": "0.4", "RECONCILE_SETTLE_SECONDS": "1"}
 _OURS = ("DISCORD_", "VIGGLE_", "VID2SCENE_", "SCENARIO_", "DATABASE_", "SPOOL_", "STATUS_", "MAX_", "LOG_",
-         "UPLOAD_")
+         "UPLOAD_", "COOLDOWNS")
 
 
 @dataclass
