@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:
 
 from bot.config import Vid2SceneSettings  # noqa: E402
 from bot.net import Net  # noqa: E402
+from bot.outbound import OutboundPolicy  # noqa: E402
 from bot.providers.vid2scene import MAX_VIDEO_BYTES, Vid2SceneProvider  # noqa: E402
 from sandbox.discord import DiscordEmulator  # noqa: E402
 from sandbox.media import make_large_file  # noqa: E402
@@ -79,7 +80,8 @@ async def main(size_mb: int) -> None:
     await sandbox.start()
     env = sandbox.env_lines()
     provider = Vid2SceneProvider(Vid2SceneSettings(api_key=env["VID2SCENE_API_KEY"],
-                                                   base_url=env["VID2SCENE_BASE_URL"]), Net())
+                                                   base_url=env["VID2SCENE_BASE_URL"]),
+                                 Net(policy=OutboundPolicy.of([*sandbox.urls.values(), emu.base_url])))
     try:
         stored = emu.attachment(source, "walkaround.mp4", "video/mp4")
         url = emu.cdn.url(stored)

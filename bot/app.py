@@ -14,8 +14,10 @@ from bot.config import Settings
 from bot.delivery import Delivery
 from bot.jobs import JobService
 from bot.net import Net
+from bot.outbound import OutboundPolicy
 from bot.providers import build_providers
 from bot.providers.base import Provider
+from bot.redact import register_section, register_settings
 from bot.runner import Runner
 from bot.store import Store
 
@@ -42,7 +44,8 @@ class VideoBot(commands.Bot):
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(),
                          help_command=None, allowed_mentions=discord.AllowedMentions.none(), **client_options)
         self.settings = settings
-        self.net = Net()
+        register_settings(settings)
+        self.net = Net(policy=OutboundPolicy.from_settings(settings))
         self._given_providers = providers
         self._extensions = tuple(extensions)
         self._start_runner = start_runner
@@ -54,6 +57,7 @@ class VideoBot(commands.Bot):
                           else build_providers(self.settings, self.net))
         for provider in self.providers.values():
             provider.upload_limit = self.settings.upload_limit_bytes
+            register_section(getattr(provider, "settings", None))  # its key is masked in all we show
         self.delivery = Delivery(self, self.store, upload_limit=self.settings.upload_limit_bytes,
                                  edit_interval=self.settings.status_edit_seconds,
                                  provider_names={n: p.display_name for n, p in self.providers.items()})

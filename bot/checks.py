@@ -6,7 +6,9 @@ import asyncio
 
 from bot.config import Settings
 from bot.net import Net
+from bot.outbound import OutboundPolicy
 from bot.providers import REGISTRY, build_providers
+from bot.redact import mask, register_settings
 
 
 async def _check_discord(token: str) -> str:
@@ -22,6 +24,7 @@ async def _check_discord(token: str) -> str:
 
 async def run_checks(settings: Settings) -> bool:
     ok = True
+    register_settings(settings)
     if settings.discord_token is None:
         print("discord:   DISCORD_TOKEN not set (use `python -m bot demo` to try without it)")
         ok = False
@@ -31,7 +34,7 @@ async def run_checks(settings: Settings) -> bool:
         except Exception as exc:  # the message names the failure, never the token
             print(f"discord:   FAILED ({type(exc).__name__})")
             ok = False
-    net = Net()
+    net = Net(policy=OutboundPolicy.from_settings(settings))
     try:
         providers = build_providers(settings, net)
         for section in REGISTRY:
@@ -40,9 +43,9 @@ async def run_checks(settings: Settings) -> bool:
                 print(f"{section + ':':<11}not configured (commands answer that it is switched off)")
                 continue
             try:
-                print(f"{section + ':':<11}{await asyncio.wait_for(provider.check(), 20)}")
+                print(f"{section + ':':<11}{mask(await asyncio.wait_for(provider.check(), 20))}")
             except Exception as exc:
-                print(f"{section + ':':<11}FAILED ({getattr(exc, 'public', type(exc).__name__)})")
+                print(f"{section + ':':<11}FAILED ({mask(getattr(exc, 'public', type(exc).__name__))})")
                 ok = False
     finally:
         await net.close()

@@ -6,10 +6,12 @@ values may be secrets. A provider without credentials is simply switched off.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 MIB = 1024 * 1024
@@ -30,6 +32,31 @@ class _ProviderSection(BaseSettings):
     deadline_minutes: dict[str, float] = Field(default_factory=dict)
     #: after a paid call whose answer was lost, wait this long before looking for what it made
     reconcile_settle_seconds: float = Field(60.0, gt=0)
+    #: hosts the bot may fetch from besides base_url (storage, CDN): `host`, `host:port`, `*.suffix`;
+    #: a JSON list in the environment. Setting it replaces the documented defaults.
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _hosts_list(cls, value: Any) -> Any:
+        """A JSON list, or (when given directly) comma-separated hosts."""
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [h.strip() for h in text.split(",") if h.strip()]
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts_shaped(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                parts = urlsplit(entry.strip() if "//" in entry else f"//{entry.strip()}")
+                ok = bool(parts.hostname) and (parts.port or 1) > 0 and not parts.path.strip("/")
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError("each entry must be a host, host:port or *.suffix")
+        return value
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> _ProviderSection:
@@ -65,6 +92,7 @@ class ViggleSettings(_ProviderSection):
     poll_max_seconds: float = Field(30.0, gt=0)
     deadline_minutes: dict[str, float] = Field(
         default_factory=lambda: {"character": 20, "scene": 30, "template": 30, "render": 60, "mix": 60})
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["*.viggle.ai"])
 
 
 class Vid2SceneSettings(_ProviderSection):
@@ -74,16 +102,25 @@ class Vid2SceneSettings(_ProviderSection):
     poll_min_seconds: float = Field(5.0, gt=0)
     poll_max_seconds: float = Field(120.0, gt=0)
     deadline_minutes: dict[str, float] = Field(default_factory=lambda: {"splat": 8 * 60})
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["*.blob.core.windows.net"])
 
 
 class ScenarioSettings(_ProviderSection):
+    """`SCENARIO_SDK_API_KEY`/`SCENARIO_SDK_API_SECRET` (the names in Scenario's own SDK docs) are
+    read too, so an operator who followed Scenario's instructions is not silently switched off."""
+
     model_config = _section("SCENARIO_")
-    api_secret: SecretStr | None = None
+    api_key: SecretStr | None = Field(None, validation_alias=AliasChoices(
+        "api_key", "SCENARIO_API_KEY", "SCENARIO_SDK_API_KEY"))
+    api_secret: SecretStr | None = Field(None, validation_alias=AliasChoices(
+        "api_secret", "SCENARIO_API_SECRET", "SCENARIO_SDK_API_SECRET"))
     base_url: str = "https://api.cloud.scenario.com/v1"
     poll_min_seconds: float = Field(3.0, gt=0)
     poll_max_seconds: float = Field(30.0, gt=0)
     deadline_minutes: dict[str, float] = Field(default_factory=lambda: {"layers": 60})
     reconcile_settle_seconds: float = Field(90.0, gt=0)
+    allowed_hosts: list[str] = Field(default_factory=lambda: [
+        "cdn.cloud.scenario.com", "cdn.scenario.com", "*.amazonaws.com"])
 
     @property
     def enabled(self) -> bool:
@@ -100,6 +137,8 @@ class Settings(BaseSettings):
     #: only for trials against `python -m sandbox` (or a proxy): where discord.py connects
     discord_api_url: str | None = None
     discord_gateway_url: str | None = None
+    #: where users' attachments are fetched from (the origin of DISCORD_API_URL is added to these)
+    discord_cdn_hosts: list[str] = Field(default_factory=lambda: ["cdn.discordapp.com", "media.discordapp.net"])
     database_path: Path = Path("data/bot.db")
     spool_dir: Path = Path("data/spool")
     upload_limit_mb: float = Field(10.0, gt=0, le=500)

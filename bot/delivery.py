@@ -19,6 +19,7 @@ import discord
 
 from bot.buttons import job_buttons, result_buttons
 from bot.models import Artifact, Job, JobState, utcnow
+from bot.plain import plain, quiet
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,13 @@ def progress_bar(fraction: float, width: int = 14) -> str:
 
 def status_embed(job: Job, provider_name: str) -> discord.Embed:
     """The status card: what was asked, where it is, how far, how long to go, whose it is."""
-    embed = discord.Embed(title=f"{provider_name} · {job.kind}", description=job.summary[:1000],
+    embed = discord.Embed(title=f"{provider_name} · {job.kind}", description=plain(job.summary)[:1000],
                           colour=_COLOURS.get(job.state, 0x5865F2))
     state = _STATE_WORDS[job.state]
     if job.state in (JobState.SUBMITTED, JobState.RUNNING) and job.queue_position:
         state = f"Queued (position {job.queue_position})"
     if job.detail and job.state.is_live:
-        state = f"{state} · {job.detail[:200]}"
+        state = f"{state} · {plain(job.detail)[:200]}"
     embed.add_field(name="State", value=state, inline=False)
     if job.state.is_live and job.progress is not None:
         embed.add_field(name="Progress", value=progress_bar(job.progress), inline=True)
@@ -69,9 +70,9 @@ def status_embed(job: Job, provider_name: str) -> discord.Embed:
     if job.state.is_live and job.eta is not None:
         embed.add_field(name="ETA", value=f"<t:{int(job.eta.timestamp())}:R>", inline=True)
     if job.state is JobState.FAILED and job.last_error:
-        embed.add_field(name="Reason", value=job.last_error[:1000], inline=False)
+        embed.add_field(name="Reason", value=quiet(job.last_error)[:1000], inline=False)
     if job.state is JobState.CANCELLED and job.last_error:
-        embed.add_field(name="Note", value=job.last_error[:1000], inline=False)
+        embed.add_field(name="Note", value=quiet(job.last_error)[:1000], inline=False)
     embed.add_field(name="Owner", value=f"<@{job.owner_id}>", inline=True)
     if job.preview_url and job.preview_url.startswith(("http://", "https://")) and job.state.is_live:
         embed.set_thumbnail(url=job.preview_url)
@@ -247,8 +248,8 @@ class Delivery:
     def _content(self, job: Job, plan: MessagePlan, index: int, total: int) -> str:
         part = f" (part {index + 1}/{total})" if total > 1 else ""
         lines = [f"<@{job.owner_id}> your {self.provider_name(job)} {job.kind} is ready{part} · job `{job.id}`"]
-        lines += [f"• {a.filename}: {a.description}" for a in plan.files if a.description]
-        lines += plan.notes
+        lines += [f"• {plain(a.filename)}: {quiet(a.description)}" for a in plan.files if a.description]
+        lines += [quiet(n) for n in plan.notes]
         return "\n".join(lines)[:MAX_CONTENT]
 
     async def _send_part(self, job: Job, channel: discord.PartialMessageable, plan: MessagePlan, index: int,
@@ -304,7 +305,7 @@ class Delivery:
         reference = (discord.MessageReference(message_id=job.status_message_id, channel_id=job.channel_id,
                                               fail_if_not_exists=False) if job.status_message_id else None)
         text = f"<@{job.owner_id}> your {self.provider_name(job)} {job.kind} failed · job `{job.id}`\n"
-        text += discord.utils.escape_mentions(job.last_error or "Unknown error.")
+        text += quiet(job.last_error or "Unknown error.")
         try:
             await channel.send(text[:MAX_CONTENT], reference=reference, allowed_mentions=owner_only(job.owner_id),
                                nonce=result_nonce(job, 99))

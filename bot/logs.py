@@ -5,24 +5,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from bot.redact import REGISTRY, Masker, secret_forms
+
 
 class RedactSecrets(logging.Filter):
+    """The same masking as user-facing text (bot/redact.py): these secrets in every form, and
+    every secret registered since."""
+
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.mask = Masker(form for s in secrets for form in secret_forms(s))
+
+    def _masked(self, text: str) -> str:
+        return REGISTRY(self.mask(text))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
+        if not self.mask and not REGISTRY:
             return True
         text = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        masked = text
-        for secret in self.secrets:
-            masked = masked.replace(secret, "***")
+        masked = self._masked(text)
         if record.exc_text:
-            for secret in self.secrets:
-                record.exc_text = record.exc_text.replace(secret, "***")
+            record.exc_text = self._masked(record.exc_text)
         if masked != text:
             record.msg, record.args = masked, None
         return True

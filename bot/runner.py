@@ -28,6 +28,7 @@ from bot.providers.base import (
     Provider,
     ProviderError,
     RateLimited,
+    ReconcileUnknown,
     SubmissionUnknown,
     user_message,
 )
@@ -256,7 +257,14 @@ class Runner:
             settle = provider.limits.reconcile_settle - (self.clock() - job.submit_intent_at).total_seconds()
             if settle > 0:  # a timed-out submission may still be landing: look only once it would show
                 raise RateLimited(settle, local=True)
-            remote_id = await provider.reconcile(job)
+            try:
+                remote_id = await provider.reconcile(job)
+            except ReconcileUnknown as exc:
+                # the lookup could not finish: look again later, never submit again on a guess;
+                # past the job's deadline the user is told the submission may exist (and be paid)
+                if job.deadline_at is not None and self.clock() > job.deadline_at:
+                    raise SubmissionUnknown(exc.public) from exc
+                raise RateLimited(exc.retry_after, exc.public, local=True) from exc
             if remote_id is not None:
                 log.info("job %s: reconciled an earlier submission as %s", job.id, remote_id)
                 return await self.store.transition(job, JobState.SUBMITTED, remote_id=remote_id,

@@ -17,14 +17,18 @@ from discord.ext import commands
 
 from bot.jobs import JobError, is_manager, reply_private
 from bot.models import SavedObject
-from bot.providers.base import NotFound, ProviderError, user_message
+from bot.paths import job_path
+from bot.plain import plain
+from bot.providers.base import NotFound, ProviderError, strip_markers, user_message
 from bot.providers.vid2scene import (
     APRILTAG_RANGE,
     CAMERA_TYPES,
     GAUSSIANS_RANGE,
     RECONSTRUCTION_METHODS,
     STEPS_RANGE,
+    VIDEO_METHODS,
     Vid2SceneProvider,
+    method_refusal,
     precheck_attachment,
 )
 from bot.providers.vid2scene_api import valid_job_id
@@ -60,7 +64,8 @@ def _may_change(interaction: discord.Interaction, ref: SceneRef) -> bool:
 
 
 def _esc(text: str) -> str:
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(text or ""))
+    """A user's or vid2scene's words as literal text, secrets masked."""
+    return plain(text)
 
 
 async def _resolve(interaction: discord.Interaction, value: str) -> SceneRef:
@@ -85,7 +90,7 @@ async def _resolve(interaction: discord.Interaction, value: str) -> SceneRef:
 def _embed(scene: SceneDetails, ref: SceneRef) -> discord.Embed:
     embed = discord.Embed(title=_esc(scene.title or ref.title or "Scene")[:250], colour=0x5865F2)
     percent = f" · {scene.percent * 100:.1f}%" if scene.percent is not None and not scene.finished else ""
-    embed.add_field(name="Status", value=(scene.status + percent)[:200], inline=False)
+    embed.add_field(name="Status", value=(_esc(scene.status) + percent)[:200], inline=False)
     embed.add_field(name="Visibility", value="public" if scene.public else "private", inline=True)
     files = [name for name, present in (("SPZ", scene.has_spz), ("PLY", scene.has_ply)) if present]
     embed.add_field(name="Files", value=", ".join(files) or "not yet", inline=True)
@@ -98,7 +103,7 @@ def _embed(scene: SceneDetails, ref: SceneRef) -> discord.Embed:
         settings.append("background removed")
     if scene.camera_type:
         settings.append(f"{scene.camera_type} camera")
-    embed.add_field(name="Settings", value=" · ".join(settings)[:1000], inline=False)
+    embed.add_field(name="Settings", value=_esc(" · ".join(settings))[:1000], inline=False)
     if ref.saved is not None:
         embed.add_field(name="Owner", value=f"<@{ref.saved.owner_id}>", inline=True)
     else:
@@ -168,8 +173,13 @@ def _link_text(kind: str, url: str) -> str:
 
 
 def _check_visible(interaction: discord.Interaction, ref: SceneRef) -> None:
-    if ref.saved is not None and not _may_change(interaction, ref):
-        raise JobError("Only the person who made this scene, or a server manager, can use it.")
+    """Seeing a scene (info, download, links) takes what changing it takes: a scene without a
+    recorded owner (made outside the bot with the same key) is a server manager's alone."""
+    if _may_change(interaction, ref):
+        return
+    if ref.external:
+        raise JobError("This scene was made outside the bot; only a server manager can use it.")
+    raise JobError("Only the person who made this scene, or a server manager, can use it.")
 
 
 async def _delete_scene(interaction: discord.Interaction, remote_id: str) -> str:
@@ -211,7 +221,7 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
         remove_background="Cut away the background around the subject",
         camera_type="How the video was filmed: orbiting the subject, or a drone flight")
     @app_commands.choices(
-        reconstruction_method=[app_commands.Choice(name=_METHOD_LABELS[m], value=m) for m in RECONSTRUCTION_METHODS],
+        reconstruction_method=[app_commands.Choice(name=_METHOD_LABELS[m], value=m) for m in VIDEO_METHODS],
         camera_type=[app_commands.Choice(name=c, value=c) for c in CAMERA_TYPES])
     async def create(self, interaction: discord.Interaction, video: discord.Attachment,
                      title: app_commands.Range[str, 1, 200] | None = None, public: bool | None = None,
@@ -222,8 +232,10 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
                      remove_background: bool | None = None, camera_type: str | None = None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         problem = precheck_attachment(video.filename, video.size, video.content_type)
-        if reconstruction_method is not None and reconstruction_method not in RECONSTRUCTION_METHODS:
-            problem = f"Unknown reconstruction method; choose one of {', '.join(RECONSTRUCTION_METHODS)}."
+        if reconstruction_method is not None and reconstruction_method not in VIDEO_METHODS:
+            problem = (method_refusal(reconstruction_method) if reconstruction_method in RECONSTRUCTION_METHODS
+                       else f"Unknown reconstruction method; choose one of {', '.join(VIDEO_METHODS)}.")
+        title = strip_markers(title) if title is not None else None
         if camera_type is not None and camera_type not in CAMERA_TYPES:
             problem = "The camera type must be `orbital` or `drone`."
         if title is not None and not title.strip():
@@ -265,11 +277,11 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
                 lines.append(f"• **{_esc(obj.name)[:60]}** · {obj.status}{owner} · `{obj.remote_id}`")
         note = ""
         try:
-            remote = await provider.scenes()
+            remote = await provider.scenes() if manager else []
         except ProviderError as exc:
             remote = []
             note = f"\n(Could not ask vid2scene for other scenes: {user_message(exc, DISPLAY)})"
-        for scene in remote:
+        for scene in remote if manager else ():  # no recorded owner: managers only
             if scene.job_id not in by_id:
                 lines.append(f"• **{_esc(strip_marker(scene.title))[:60] or 'untitled'}** · made outside this bot"
                              f" · `{scene.job_id}`")
@@ -302,15 +314,16 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
 
         async def run() -> dict:
             ref = await self._changeable(interaction, scene, "rename")
-            if not title.strip():
+            new = strip_markers(title)
+            if not new:
                 raise JobError("The title cannot be blank.")
             tag = ""
             if ref.saved and (ref.saved.data or {}).get("job_id"):
                 tag = f" [vb:{ref.saved.data['job_id']}]"  # keep the crash-recovery marker
-            await _provider(interaction).rename(ref.remote_id, title.strip() + tag)
+            await _provider(interaction).rename(ref.remote_id, new + tag)
             if ref.saved:
-                await self.bot.store.save_object(SavedObject(**{**_fields(ref.saved), "name": title.strip()}))
-            return {"content": f"Renamed **{_esc(ref.title)}** to **{_esc(title.strip())}**."}
+                await self.bot.store.save_object(SavedObject(**{**_fields(ref.saved), "name": new}))
+            return {"content": f"Renamed **{_esc(ref.title)}** to **{_esc(new)}**."}
 
         await self._answer(interaction, run)
 
@@ -364,7 +377,7 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
         name = f"{re.sub(r'[^a-z0-9]+', '-', ref.title.lower()).strip('-')[:40] or 'scene'}.{kind}"
         if size is not None and size <= limit:
             with tempfile.TemporaryDirectory(dir=_spool(self.bot)) as tmp:
-                path = Path(tmp) / name
+                path = job_path(Path(tmp), name)
                 try:
                     await provider.fetch(ref.remote_id, kind, path, max_bytes=limit)
                     await interaction.followup.send(f"**{_esc(ref.title)}** as {kind.upper()}:",

@@ -21,6 +21,7 @@ from cogs.viggle_checks import (
     Refusal,
     check_model,
     check_segments,
+    clean_name,
     describe,
     find_saved,
     mapping_suggestions,
@@ -100,13 +101,14 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
                         image: discord.Attachment | None = None, url: str | None = None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
+            name = clean_name(name, "character")
             self._provider()
-            source = one_input(image, url, "image", "picture")
+            source = one_input(image, url, "image", "picture", self.bot.net.policy)
         except (Refusal, JobError) as exc:
             await self._refuse(interaction, str(exc))
             return
-        params = {"name": name.strip(), "image": source.get("attachment"), "image_url": source.get("url")}
-        await self._start(interaction, "character", f"Character “{name.strip()}”", params)
+        params = {"name": name, "image": source.get("attachment"), "image_url": source.get("url")}
+        await self._start(interaction, "character", f"Character “{name}”", params)
 
     @app_commands.command(name="scene", description="Prepare a reusable scene (the motion) from a clip")
     @app_commands.describe(name="What to call the scene", video="An MP4, MOV or WebM clip under 5 minutes",
@@ -118,14 +120,15 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
                     model: str = MODELS[0]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
+            name = clean_name(name, "scene")
             self._provider()
-            source = one_input(video, url, "video", "clip")
+            source = one_input(video, url, "video", "clip", self.bot.net.policy)
         except (Refusal, JobError) as exc:
             await self._refuse(interaction, str(exc))
             return
-        params = {"name": name.strip(), "video": source.get("attachment"), "video_url": source.get("url"),
+        params = {"name": name, "video": source.get("attachment"), "video_url": source.get("url"),
                   "background_mode": background_mode, "model": model}
-        await self._start(interaction, "scene", f"Scene “{name.strip()}” ({model}, {background_mode} background)",
+        await self._start(interaction, "scene", f"Scene “{name}” ({model}, {background_mode} background)",
                           params)
 
     @app_commands.command(name="template", description="Import a viggle.ai template as a scene")
@@ -138,11 +141,12 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
             await self._refuse(interaction, "A template id has only letters, digits and dashes.")
             return
         try:
+            name = clean_name(name, "scene") if name is not None else None
             self._provider()
-        except JobError as exc:
+        except (Refusal, JobError) as exc:
             await self._refuse(interaction, str(exc))
             return
-        params = {"template_id": template_id, "name": (name or "").strip() or None}
+        params = {"template_id": template_id, "name": name}
         await self._start(interaction, "template", f"Template {template_id}" + (f" as “{name}”" if name else ""),
                           params)
 
@@ -232,8 +236,8 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             self._provider()
-            picture = one_input(image, image_url, "image", "picture")
-            clip = one_input(video, video_url, "video", "clip")
+            picture = one_input(image, image_url, "image", "picture", self.bot.net.policy)
+            clip = one_input(video, video_url, "video", "clip", self.bot.net.policy)
             color = parse_bg_color(bg_color, background_mode)
         except (Refusal, JobError) as exc:
             await self._refuse(interaction, str(exc))

@@ -12,6 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.models import SavedObject
+from bot.outbound import OutboundPolicy, Refused
+from bot.providers.base import strip_markers
 
 MIB = 1024 * 1024
 MODELS = ("V4_Preview", "V3_Preview")
@@ -24,6 +26,15 @@ MAX_VIDEO_BYTES = 500 * MIB
 
 class Refusal(Exception):
     """A reason to refuse a command, phrased for the user."""
+
+
+def clean_name(value: str | None, what: str) -> str:
+    """A user's name for a character or scene: whitespace collapsed, anything looking like the
+    bot's crash-recovery marker removed (it must not be forgeable), and never blank."""
+    name = " ".join(strip_markers(value or "").split())
+    if not name:
+        raise Refusal(f"The {what} needs a name: it cannot be blank or only spaces.")
+    return name
 
 
 def attachment_params(att: Any) -> dict[str, Any]:
@@ -45,15 +56,23 @@ def check_attachment(att: Any, kind: str, label: str) -> None:
         raise Refusal(f"`{att.filename}` is empty.")
 
 
-def check_link(url: str, label: str) -> str:
+def check_link(url: str, label: str, policy: OutboundPolicy | None = None) -> str:
+    """A link Viggle will fetch for us: http(s), and (with the bot's outbound policy) not at a
+    private or reserved address. Names are resolved and checked again before the job submits."""
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise Refusal(f"The {label} link must start with http:// or https://.")
+    if policy is not None:
+        try:
+            policy.check_user_url(url)
+        except Refused as exc:
+            raise Refusal(f"The {label} link cannot be used: {exc.public}") from None
     return url
 
 
-def one_input(att: Any, url: str | None, kind: str, label: str) -> dict[str, Any]:
+def one_input(att: Any, url: str | None, kind: str, label: str,
+              policy: OutboundPolicy | None = None) -> dict[str, Any]:
     """Exactly one of an attachment or a link; the params the job stores for it."""
     if att is not None and url:
         raise Refusal(f"Give the {label} as an attachment or as a link, not both.")
@@ -61,7 +80,7 @@ def one_input(att: Any, url: str | None, kind: str, label: str) -> dict[str, Any
         check_attachment(att, kind, f"the {label}")
         return {"attachment": attachment_params(att)}
     if url:
-        return {"url": check_link(url, label)}
+        return {"url": check_link(url, label, policy)}
     raise Refusal(f"Attach the {label} or give a link to it.")
 
 

@@ -43,6 +43,11 @@ class Fault:
     times: int | None = 1
     delay: float = 0.0
     passthrough: bool = False  # run the real handler first, then answer after the delay (a late answer)
+    #: run the real handler, then answer its JSON as `rewrite(json)` says (a provider answering
+    #: hostile values: URLs at internal hosts, ids with `../`, texts quoting a key)
+    rewrite: Callable[[Any], Any] | None = None
+    #: answer `status` with a JSON body of this many bytes, streamed (an endless status page)
+    stream_bytes: int | None = None
 
     def matches(self, request: web.Request) -> bool:
         return (self.method in ("*", request.method)) and bool(self.path.search(request.path))
@@ -65,9 +70,11 @@ class FaultPlan:
         times: int | None = 1,
         delay: float = 0.0,
         passthrough: bool = False,
+        rewrite: Callable[[Any], Any] | None = None,
+        stream_bytes: int | None = None,
     ) -> Fault:
         fault = Fault(method.upper(), re.compile(path), status, body, dict(headers or {}), times, delay,
-                      passthrough)
+                      passthrough, rewrite, stream_bytes)
         self._faults.append(fault)
         return fault
 
@@ -94,6 +101,35 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
     """JSON with exactly `application/json` (discord.py and some SDKs compare the header)."""
     return web.Response(body=json.dumps(data).encode(), status=status, content_type="application/json",
                         headers=headers)
+
+
+async def rewritten(response: web.StreamResponse, rewrite: Callable[[Any], Any]) -> web.StreamResponse:
+    """The real handler's JSON answer, passed through `rewrite` (same status and headers)."""
+    body = getattr(response, "body", None)
+    data = json.loads(body) if isinstance(body, bytes | bytearray) and body else None
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+    return json_response(rewrite(data), response.status, headers)
+
+
+async def streamed_json(request: web.Request, fault: Fault) -> web.StreamResponse:
+    """`{"data": "xxxx…"}` of `fault.stream_bytes` bytes, written in chunks with no Content-Length,
+    so neither side needs it whole in memory. Stops quietly when the client hangs up."""
+    response = web.StreamResponse(status=fault.status, headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    total = fault.stream_bytes or 0
+    chunk = b"x" * (1 << 16)
+    try:
+        await response.write(b'{"data": "')
+        sent = 12
+        while sent < total:
+            piece = chunk[:min(len(chunk), total - sent)]
+            await response.write(piece)
+            sent += len(piece)
+        await response.write(b'"}')
+        await response.write_eof()
+    except (ConnectionResetError, ConnectionError, RuntimeError):
+        pass
+    return response
 
 
 def fault_response(fault: Fault) -> web.StreamResponse:
@@ -135,6 +171,10 @@ class SandboxService:
             fault = self.faults.take(request)
             if fault is None:
                 return await handler(request)
+            if fault.rewrite is not None:
+                return await rewritten(await handler(request), fault.rewrite)
+            if fault.stream_bytes is not None:
+                return await streamed_json(request, fault)
             if fault.passthrough:  # the work is done; only the answer is late (or never read)
                 response = await handler(request)
                 await asyncio.sleep(fault.delay)
@@ -162,6 +202,11 @@ class SandboxService:
             self.urls[name] = await self._serve(name, app, host, 0)
         self.urls["api"] = self.base_url = await self._serve("api", self.build_app(), host, port)
         return self.base_url
+
+    def storage_hosts(self) -> str:
+        """The extra origins as a bot's `*_ALLOWED_HOSTS` value (a JSON list of host:port): the
+        sandbox serves its storage/CDN on loopback, which a bot reaches only when told so."""
+        return json.dumps([url.split("://", 1)[1] for name, url in self.urls.items() if name != "api"])
 
     async def stop(self) -> None:
         for runner in reversed(self._runners):

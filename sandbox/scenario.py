@@ -78,6 +78,10 @@ class ScenarioSandbox(SandboxService):
         self.paid_jobs = 0  # generate calls that created (and billed) a job; dry runs excluded
         self._job_scripts: list[tuple[str, str | None, str | None]] = []
         self._upload_failures: list[str] = []
+        #: scripting knobs for the odd corners (see the methods below)
+        self.empty_job_pages = 0
+        self.omit_upload_entity_id = False
+        self._expired_part_uploads = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._job_tasks: dict[str, asyncio.Task[None]] = {}
         self._started = self.clock()
@@ -95,6 +99,33 @@ class ScenarioSandbox(SandboxService):
         """The next completed upload ends `failed` with this errorMessage, whatever its content."""
         self._upload_failures.append(message)
 
+    def expire_part_urls(self, uploads: int = 1) -> None:
+        """The next `uploads` uploads get part URLs that have already expired (S3 answers 403)."""
+        self._expired_part_uploads += uploads
+
+    def paginate_with_empty_pages(self, empty: int = 2) -> None:
+        """`GET /jobs` serves `empty` empty pages (each with a `nextPaginationToken`) before every
+        page of jobs, as the SDK warns a real listing may."""
+        self.empty_job_pages = empty
+
+    def import_without_entity_id(self, omit: bool = True) -> None:
+        """Imported uploads do not carry `entityId` (the upload's job metadata still records it)."""
+        self.omit_upload_entity_id = omit
+
+    def add_other_jobs(self, count: int) -> list[str]:
+        """`count` finished layer jobs made just now by other clients of the same project (they
+        fill the newest-first job list, as a busy team's would). Not counted in `paid_jobs`."""
+        ids = []
+        for _ in range(count):
+            now = self.clock()
+            job = JobRecord(new_id("job"), "custom", now, {"video": new_id("asset"), "separationInstruction": "x",
+                                                           "maxLayers": 2, "modelId": LAYERS_MODEL_ID})
+            job.set_status("queued", now, 0.0)
+            job.set_status("success", now, 1.0)
+            self.jobs[job.id] = job
+            ids.append(job.id)
+        return ids
+
     def cooldown(self, method: str = "*", path: str = r"^/v1/", seconds: int = 2, times: int | None = 1) -> None:
         """A first-party style 429: `Retry-After` plus `{"reason": "cooldown", "remainingSeconds"}`."""
         self.faults.add(method, path, 429, {"reason": "cooldown", "remainingSeconds": seconds},
@@ -102,7 +133,7 @@ class ScenarioSandbox(SandboxService):
 
     def env_lines(self) -> dict[str, str]:
         return {"SCENARIO_BASE_URL": self.base_url + "/v1", "SCENARIO_API_KEY": self.api_key,
-                "SCENARIO_API_SECRET": self.api_secret}
+                "SCENARIO_API_SECRET": self.api_secret, "SCENARIO_ALLOWED_HOSTS": self.storage_hosts()}
 
     def asset_url(self, asset_id: str) -> str:
         """A freshly signed CDN URL for an asset's file (what `GET /assets/{id}` returns)."""
@@ -181,8 +212,12 @@ class ScenarioSandbox(SandboxService):
             return api_error(400, str(exc))
         now, upload_id = self.clock(), new_id("upload")
         parts = []
+        signed_at = None
+        if self._expired_part_uploads > 0:  # signed long enough ago to have expired already
+            self._expired_part_uploads -= 1
+            signed_at = now - self.part_url_ttl - 60
         for number in range(1, spec.parts + 1):
-            url, expires = self.s3.presign(upload_id, number, self.part_url_ttl)
+            url, expires = self.s3.presign(upload_id, number, self.part_url_ttl, signed_at=signed_at)
             parts.append({"number": number, "url": url, "expires": iso(expires)})
         job = JobRecord(new_id("job"), "upload", now, {"uploadId": upload_id, "fileName": spec.file_name,
                                                        "kind": spec.kind}, status="pending")
@@ -198,7 +233,10 @@ class ScenarioSandbox(SandboxService):
         upload = self.uploads.get(request.match_info["id"])
         if upload is None:
             return api_error(404, "Upload not found")
-        return json_response({"upload": upload.to_json()})
+        data = upload.to_json()
+        if self.omit_upload_entity_id:
+            data.pop("entityId", None)
+        return json_response({"upload": data})
 
     async def upload_action(self, request: web.Request) -> web.Response:
         upload = self.uploads.get(request.match_info["id"])
@@ -331,9 +369,12 @@ class ScenarioSandbox(SandboxService):
                 if (not q.get("status") or j.status == q["status"]) and (not types or j.job_type in types)]
         try:
             size = max(1, min(100, int(q.get("pageSize", 50))))
-            start = int(q.get("paginationToken") or 0)
+            offset, _, served = (q.get("paginationToken") or "0").partition(".")
+            start, empties = int(offset), int(served or 0)
         except ValueError:
             return api_error(400, "pageSize and paginationToken must be numbers")
+        if empties < self.empty_job_pages:  # an empty page that still promises more
+            return json_response({"jobs": [], "nextPaginationToken": f"{start}.{empties + 1}"})
         now = self.clock()
         data: dict[str, Any] = {"jobs": [j.to_json(now) for j in jobs[start:start + size]]}
         if start + size < len(jobs):

@@ -76,9 +76,10 @@ class PartStore:
                                                      if k != "X-Amz-Signature")
         return hmac.new(self._secret, canonical.encode(), hashlib.sha256).hexdigest()
 
-    def presign(self, upload_id: str, number: int, ttl: float) -> tuple[str, float]:
-        """A SigV4-looking presigned PUT URL for one part, and when it expires (epoch seconds)."""
-        now = self.clock()
+    def presign(self, upload_id: str, number: int, ttl: float, *, signed_at: float | None = None) -> tuple[str, float]:
+        """A SigV4-looking presigned PUT URL for one part, and when it expires (epoch seconds);
+        `signed_at` in the past makes a URL that has already expired."""
+        now = self.clock() if signed_at is None else signed_at
         date = _amz_date(now)
         path = f"/_s3/{upload_id}/{number}"
         query = {"X-Amz-Algorithm": "AWS4-HMAC-SHA256",

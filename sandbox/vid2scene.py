@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import shutil
 import tempfile
 import time
@@ -75,6 +76,9 @@ __all__ = [
     "Vid2SceneSandbox", "camera_data_error",
 ]
 
+#: methods the server accepts at submit but can only run from another kind of input
+_NEEDS_OTHER_INPUT = {"quest": "quest reconstruction needs a Quest capture zip, not a video",
+                      "generate_lod": "generate_lod needs a PLY input, not a video"}
 _GENERIC_500 = "An error occurred while processing the request."
 _NO_JOB = "No SceneProcessingJob matches the given query."
 
@@ -114,6 +118,9 @@ class Vid2SceneSandbox(SandboxService):
         self.accounts: dict[str, Account] = self.keys.accounts
         self.jobs: dict[str, SceneJob] = {}
         self._fates: list[tuple[str, str, str]] = []
+        #: None: `GET /jobs/` is the open-source server's bare array; a number: DRF's paginated shape
+        self.list_page_size: int | None = None
+        self._redirects: list[list[Any]] = []
         self._tasks: set[asyncio.Future[Any]] = set()
         self.workdir = Path()
         self.blobs: BlobStore | None = None
@@ -156,8 +163,19 @@ class Vid2SceneSandbox(SandboxService):
         self.worker.advance(now)
         return self.worker.status(self.jobs[job_id], now)
 
+    def paginate_job_list(self, page_size: int | None = 2) -> None:
+        """`GET /jobs/` answers DRF's paginated shape (`count`/`next`/`previous`/`results`)."""
+        self.list_page_size = page_size
+
+    def redirect_next(self, method: str = "GET", path: str = r"^/api/v1/", *, times: int = 1,
+                      status: int = 301) -> None:
+        """The next `times` matching requests are answered with a redirect to the same URL (as a
+        proxy that normalises the address does); a client must follow it for GETs only."""
+        self._redirects.append([method.upper(), re.compile(path), times, status])
+
     def env_lines(self) -> dict[str, str]:
-        return {"VID2SCENE_BASE_URL": f"{self.base_url}{API}", "VID2SCENE_API_KEY": self.api_key}
+        return {"VID2SCENE_BASE_URL": f"{self.base_url}{API}", "VID2SCENE_API_KEY": self.api_key,
+                "VID2SCENE_ALLOWED_HOSTS": self.storage_hosts()}
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -190,6 +208,14 @@ class Vid2SceneSandbox(SandboxService):
 
     # -- HTTP plumbing ---------------------------------------------------------------------------------
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        for rule in self._redirects:
+            method, pattern, left, status = rule
+            if method in ("*", request.method) and pattern.search(request.path) and left > 0:
+                rule[2] -= 1
+                if rule[2] <= 0:
+                    self._redirects.remove(rule)
+                return web.Response(status=status, headers={"Location": str(request.rel_url)},
+                                    content_type="text/html", charset="utf-8")
         found = find_route(request)
         if isinstance(found, web.Response):
             return found
@@ -249,6 +275,10 @@ class Vid2SceneSandbox(SandboxService):
         job = SceneJob(job_id=str(uuid.uuid4()), owner=account.user, uploaded_at=now, camera_written_at=now, **fields)
         if self._fates:
             job.fate, job.fail_reason, job.fail_during = self._fates.pop(0)
+        if job.reconstruction_method in _NEEDS_OTHER_INPUT and job.fate == "finish":
+            # accepted and paid for, then the worker finds a video where it needs a capture or a PLY
+            job.fate, job.fail_reason, job.fail_during = "fail", _NEEDS_OTHER_INPUT[job.reconstruction_method], \
+                "processing"
         if account.credits is not None:
             account.credits -= 1
             job.paid = True
@@ -267,7 +297,25 @@ class Vid2SceneSandbox(SandboxService):
         self.worker.reject(job, self.clock())
 
     async def _list(self, request: web.Request, account: Account, now: float) -> web.Response:
-        return drf(job_list(self.jobs.values(), account.user))
+        items = job_list(self.jobs.values(), account.user)
+        if self.list_page_size is None:
+            return drf(items)
+        # DRF's PageNumberPagination, as a deployment with DEFAULT_PAGINATION_CLASS set answers
+        size = max(1, self.list_page_size)
+        try:
+            page = max(1, int(request.query.get("page", "1")))
+        except ValueError:
+            raise DrfError(404, {"detail": "Invalid page."}) from None
+        if (page - 1) * size >= len(items) and page > 1:
+            raise DrfError(404, {"detail": "Invalid page."})
+
+        def link(number: int) -> str | None:
+            return str(request.url.with_query({"page": str(number)})) if number >= 1 else None
+
+        more = page * size < len(items)
+        return drf({"count": len(items), "next": link(page + 1) if more else None,
+                    "previous": link(page - 1) if page > 1 else None,
+                    "results": items[(page - 1) * size:page * size]})
 
     async def _job_view(self, request: web.Request, account: Account, now: float, job_id: str) -> web.StreamResponse:
         job = self._own_job(account, job_id, {"detail": _NO_JOB})

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from sandbox.base import SandboxService, json_response
 from sandbox.viggle_cdn import ViggleCdn, output_shape
-from sandbox.viggle_errors import STYLES, ViggleError, error_response, not_found
+from sandbox.viggle_errors import CODES, STYLES, ViggleError, error_response, not_found
 from sandbox.viggle_inputs import (
     IMAGE_CAP,
     Form,
@@ -101,8 +101,30 @@ class ViggleSandbox(SandboxService):
         """The next render reaches `processing` and stays there (until cancelled): a hung upstream job."""
         self._stick += 1
 
+    def refuse_cdn(self, times: int = 1, path: str = r"^/renders/") -> None:
+        """The next `times` CDN downloads are refused with 403 AccessDenied, as an expired or
+        revoked signed link is (the file stays there: a fresh link or the download endpoint works)."""
+        self.faults.add("GET", path, 403, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied"
+                        "</Code><Message>Request has expired</Message></Error>",
+                        headers={"Content-Type": "application/xml"}, times=times)
+
+    def error_in_200(self, method: str, path: str, code: str = "CS-UORC01-008", *, times: int = 1,
+                     style: str | None = None) -> None:
+        """The next matching request gets Viggle's error envelope with HTTP 200 (older snippets
+        test `result.get("error_code")` on a 200); nothing is created or charged."""
+        status, message, action = CODES.get(code, (400, "Request failed", None))
+        style = style or self.error_style
+        if style == "flat":
+            body: dict[str, Any] = {"error_code": code, "message": message}
+        elif style == "string":
+            body = {"detail": message}
+        else:
+            body = {"detail": {"error_code": code, "message": message, "action": action}}
+        self.faults.add(method, path, 200, body, times=times)
+
     def env_lines(self) -> dict[str, str]:
-        return {"VIGGLE_BASE_URL": self.base_url, "VIGGLE_API_KEY": self.api_key}
+        return {"VIGGLE_BASE_URL": self.base_url, "VIGGLE_API_KEY": self.api_key,
+                "VIGGLE_ALLOWED_HOSTS": self.storage_hosts()}
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:

@@ -39,6 +39,7 @@ class Ledger:
 
     def __init__(self, balance: float, clock: Callable[[], float]) -> None:
         self.clock, self.balance, self.updated_at = clock, balance, clock()
+        self.charges = 0  # how many times the account was charged (refunds do not undo the count)
 
     def set(self, amount: float) -> None:
         self.balance, self.updated_at = round(float(amount), 4), self.clock()
@@ -48,6 +49,7 @@ class Ledger:
             raise ViggleError("CS-UORC01-008", f"Insufficient credits: this job needs {amount:g}, "
                               f"balance is {self.balance:g}")
         self.set(self.balance - amount)
+        self.charges += 1
 
     def refund(self, amount: float) -> None:
         self.set(self.balance + amount)

@@ -96,6 +96,7 @@ async def run_demo(out: str | Path = "demo-out") -> int:
         envs[story.SECTION] = sandbox.env_lines()
     scratch = Path(tempfile.mkdtemp(prefix="videobot-demo-"))
     settings = Settings(discord_token=emu.bot_token, database_path=scratch / "demo.db", spool_dir=scratch / "spool",
+                        discord_api_url=f"{emu.base_url}/api/v10",
                         status_edit_seconds=0.5,
                         **{name: _section_settings(name, envs.get(name)) for name in _SECTIONS})
     bot = DemoBot(settings, guild_ready_timeout=0.05, chunk_guilds_at_startup=False)

@@ -103,6 +103,15 @@ class VideoInfo:
     def longest_side(self) -> int:
         return max(self.width, self.height)
 
+    @property
+    def shortest_side(self) -> int:
+        return min(self.width, self.height)
+
+    @property
+    def frames(self) -> int:
+        """About how many frames the video holds (duration × rate; headers rarely count them)."""
+        return max(1, round(self.duration * self.fps)) if self.fps > 0 else 1
+
 
 @dataclass(frozen=True)
 class ImageInfo:
@@ -215,8 +224,9 @@ def format_size(size: int) -> str:
 
 def check_video(info: VideoInfo, *, max_bytes: int | None = None, max_seconds: float | None = None,
                 max_side: int | None = None, formats: Collection[str] | None = None,
-                min_seconds: float | None = None, service: str = "this service") -> None:
-    """One place that turns a provider's limits into specific, friendly refusals."""
+                min_seconds: float | None = None, min_side: int | None = None, min_frames: int | None = None,
+                service: str = "this service") -> None:
+    """One place that turns a provider's limits (and our minimums) into specific, friendly refusals."""
     if formats and info.container not in formats:
         accepted = ", ".join(sorted(f.upper() for f in formats))
         raise MediaError(f"The video is {info.container.upper()}; {service} accepts {accepted}.")
@@ -231,3 +241,10 @@ def check_video(info: VideoInfo, *, max_bytes: int | None = None, max_seconds: f
     if max_side is not None and info.longest_side > max_side:
         raise MediaError(f"The video is {info.width}×{info.height}; {service} accepts at most "
                          f"{max_side} px on the longest side.")
+    if min_side is not None and info.shortest_side < min_side:
+        raise MediaError(f"The video is only {info.width}×{info.height}; {service} needs at least {min_side} px "
+                         "on the shorter side.")
+    if min_frames is not None and info.frames < min_frames:
+        many = "a single frame" if info.frames == 1 else f"only {info.frames} frames"
+        raise MediaError(f"The video holds {many}; {service} needs at least {min_frames} frames "
+                         "(a moving clip, not a still).")

@@ -7,12 +7,14 @@ turned into words for users is `user_message`.
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from bot.models import Artifact, Job, RemoteStatus, SavedObject
+from bot.redact import mask
 
 
 class ProviderError(Exception):
@@ -57,6 +59,16 @@ class Transient(ProviderError):
 
 class SubmissionUnknown(ProviderError):
     """A paid call's outcome is unknown and cannot be looked up; never resubmit blindly."""
+
+
+class ReconcileUnknown(ProviderError):
+    """A lookup for an earlier submission could not finish (pages left unread, an error on the
+    way): the answer is "unknown", never "not created". Look again after `retry_after` seconds;
+    submitting again now could pay twice."""
+
+    def __init__(self, public: str, *, retry_after: float = 30.0) -> None:
+        super().__init__(public)
+        self.retry_after = max(1.0, float(retry_after))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +124,9 @@ class Provider(abc.ABC):
     async def reconcile(self, job: Job) -> str | None:
         """After a crash between recording intent and recording the remote id: find the job we
         may have submitted (by the marker `job_marker(job)` we put in its title or name).
-        Return its remote id, or None when it certainly was not created. Raise SubmissionUnknown
-        when that cannot be known."""
+        Return its remote id ("created"), or None only after a complete scan ("not created").
+        Raise ReconcileUnknown when the scan could not finish (look again later), and
+        SubmissionUnknown when the provider offers no way to know at all."""
         raise SubmissionUnknown(
             "The bot restarted while submitting this job and cannot tell whether the provider "
             "received it, so it was not submitted again to avoid paying twice."
@@ -154,6 +167,32 @@ def job_marker(job: Job) -> str:
     return f"[vb:{job.id}]"
 
 
+#: anything that looks like our marker, with the spacing and case variations a forger might try
+_MARKER_LIKE = re.compile(r"\[\s*vb\s*:[^\]]*\]?", re.IGNORECASE)
+
+
+def strip_markers(text: str) -> str:
+    """User text without anything resembling our marker: a user must never be able to put another
+    job's marker into their own title (reconcile would then bind that job to their scene)."""
+    return re.sub(r"\s{2,}", " ", _MARKER_LIKE.sub("", text or "")).strip()
+
+
+def marked_name(label: str, job: Job) -> str:
+    """The exact remote title/name we send for `job`: the user's label (markers stripped), one
+    space, our marker. Reconcile accepts only this full form, never the marker found elsewhere."""
+    label = strip_markers(label)
+    return f"{label} {job_marker(job)}" if label else job_marker(job)
+
+
+def has_exact_marker(remote_name: str, job: Job) -> bool:
+    """Whether a remote title is in our full form for this job: it ends with the job's marker and
+    holds no other marker (a title holding two markers was forged or tampered with)."""
+    name = (remote_name or "").strip()
+    marker = job_marker(job)
+    return name.endswith(marker) and len(_MARKER_LIKE.findall(name)) == 1 and \
+        (name == marker or name[-len(marker) - 1] == " ")
+
+
 _DEFAULT_MESSAGES: dict[type[ProviderError], str] = {
     AuthFailed: "{provider} refused the bot's credentials. An operator needs to check the API key.",
     OutOfCredits: "{provider} says the account is out of credits, so the job could not start.",
@@ -178,4 +217,4 @@ def user_message(error: BaseException, provider: str) -> str:
     hint = getattr(error, "hint", None)
     if hint:
         text = f"{text}\nHint: {hint}"
-    return text
+    return mask(text)

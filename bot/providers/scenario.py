@@ -14,9 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from bot.media.probe import MediaError, check_video, probe_video_async
 from bot.models import Artifact, Job, RemotePhase, RemoteStatus
 from bot.net import Net
+from bot.paths import job_path
 from bot.providers.base import (
     AuthFailed,
     InputRejected,
@@ -24,7 +27,8 @@ from bot.providers.base import (
     Provider,
     ProviderError,
     ProviderLimits,
-    RateLimited,
+    ReconcileUnknown,
+    Transient,
 )
 from bot.providers.scenario_api import LAYERS_MODEL, ScenarioAPI
 from bot.providers.scenario_layers import (
@@ -48,6 +52,11 @@ _DETAILS = {"warming-up": "the model is warming up", "finalizing": "finalizing t
             "pending": "waiting to be queued"}
 
 
+_UNSURE = ("{why}, so the bot cannot tell whether Scenario received this job. It was not submitted again, "
+           "to avoid paying twice; it may still have been charged. Check your jobs in Scenario's web app "
+           "before running it again.")
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
@@ -68,6 +77,9 @@ class ScenarioProvider(Provider):
     max_input_bytes = 500 * MIB
     max_seconds = 120.0
     max_side = 4096
+    #: our own floors (Scenario publishes none): layers need motion across frames and a visible subject
+    min_frames = 4
+    min_side = 32
     formats = frozenset(CONTENT_TYPES)
     max_layer_bytes = 2048 * MIB
     #: how often / how long to wait for Scenario to import an upload
@@ -76,6 +88,10 @@ class ScenarioProvider(Provider):
     #: a submission whose answer we missed may still be processed for this long after we gave up,
     #: so a lookup that finds nothing earlier says "look again later", not "never created"
     reconcile_settle_seconds = 90.0
+    #: jobs per page when looking for a submission (the list is read to the job's creation anyway)
+    reconcile_page_size = 100
+    #: a safety net against a list that never ends (the scan normally stops at the job's creation)
+    reconcile_max_pages = 5000
     #: allowed difference between our clock and Scenario's when matching creation times
     clock_skew = timedelta(minutes=5)
 
@@ -93,7 +109,7 @@ class ScenarioProvider(Provider):
         video = job.params.get("video") or {}
         if not video.get("url"):
             raise InputRejected("No video was attached.")
-        spool = workdir / "input.bin"
+        spool = job_path(workdir, "input.bin")
         try:
             await self.net.download(video["url"], spool, max_bytes=self.max_input_bytes)
         except (NotFound, AuthFailed) as exc:
@@ -102,7 +118,8 @@ class ScenarioProvider(Provider):
         try:
             info = await probe_video_async(spool)
             check_video(info, max_bytes=self.max_input_bytes, max_seconds=self.max_seconds, max_side=self.max_side,
-                        formats=self.formats, service="Scenario's layer extraction")
+                        formats=self.formats, min_side=self.min_side, min_frames=self.min_frames,
+                        service="Scenario's layer extraction")
         except MediaError as exc:
             raise InputRejected(str(exc)) from exc
         name = Path(video.get("filename") or "video").stem[:60] or "video"
@@ -128,23 +145,38 @@ class ScenarioProvider(Provider):
 
     async def reconcile(self, job: Job) -> str | None:
         """Find the job an unanswered submission may have created: a custom job of our model whose
-        input video is the asset we uploaded for this job, created after we recorded the intent."""
+        input video is the asset we uploaded for this job only, owned by the project that owns
+        that upload, created after this job was. Every page back to the job's creation is read;
+        a scan that cannot finish answers "unknown" (ReconcileUnknown), never "not created"."""
         asset_id = job.provider_data.get("asset_id")
-        intent = job.submit_intent_at or job.created_at
         if not asset_id:
             return None  # nothing uploaded, so nothing can have been submitted
-        jobs = await self.api.list_jobs(created_after=_iso(intent - self.clock_skew))
-        for remote in jobs:
-            inputs = (remote.get("metadata") or {}).get("input") or {}
+        since = job.created_at - self.clock_skew
+        try:
+            scan = await self.api.list_jobs(created_after=_iso(since), stop_before=since,
+                                            page_size=self.reconcile_page_size, max_pages=self.reconcile_max_pages)
+        except (Transient, aiohttp.ClientError, TimeoutError) as exc:
+            raise ReconcileUnknown(_UNSURE.format(why="Scenario's job list could not be read"),
+                                   retry_after=60) from exc
+        owner = job.provider_data.get("owner_id")
+        for remote in scan.jobs:
+            meta = remote.get("metadata") or {}
+            inputs = meta.get("input") or {}
             created = _parse_iso(remote.get("createdAt"))
             if (remote.get("jobType", "custom") == "custom" and inputs.get("video") == asset_id
-                    and (created is None or created >= intent - self.clock_skew)):
-                return remote.get("jobId")
+                    and inputs.get("modelId", self.model_id) == self.model_id
+                    and (owner is None or remote.get("ownerId") in (None, owner))
+                    and created is not None and created >= since and remote.get("jobId")):
+                return str(remote["jobId"])
+        if not scan.complete:
+            raise ReconcileUnknown(_UNSURE.format(why=f"Scenario's job list had more pages than the bot "
+                                                      f"could read ({scan.pages})"), retry_after=60)
+        intent = job.submit_intent_at or job.created_at
         waited = (datetime.now(UTC) - intent).total_seconds()
         if waited < self.reconcile_settle_seconds:
             # Not listed yet may still mean "arriving": look again before deciding it never was.
-            raise RateLimited(self.reconcile_settle_seconds - waited,
-                              "Checking with Scenario whether the submission arrived.")
+            raise ReconcileUnknown("Checking with Scenario whether the submission arrived.",
+                                   retry_after=self.reconcile_settle_seconds - waited)
         return None
 
     # -- progress -------------------------------------------------------------------------------------
@@ -176,11 +208,11 @@ class ScenarioProvider(Provider):
             asset = await self.api.get_asset(asset_id)  # fresh signed URL, right before downloading
             index = output_index(asset, position)
             filename = layer_filename(index, asset)
-            dest = workdir / filename
+            dest = job_path(workdir, filename)
             await self._download_asset(asset_id, asset, dest)
             layers.append((index, dest, filename, layer_label(asset), asset_id))
         layers.sort(key=lambda item: item[0])
-        preview = await make_preview([item[1] for item in layers], workdir / "layers-preview.png",
+        preview = await make_preview([item[1] for item in layers], job_path(workdir, "layers-preview.png"),
                                      [f"{i:02d} {label}".strip() for i, _, _, label, _ in layers])
         artifacts = [Artifact(path=preview, filename="layers-preview.png",
                               description=f"all {len(layers)} layers side by side (first frame)")]
@@ -202,8 +234,9 @@ class ScenarioProvider(Provider):
                 await self.net.download(url, dest, max_bytes=self.max_layer_bytes)
                 return
             except (AuthFailed, NotFound):  # the signed URL expired between the lookup and the GET
-                if attempt == 2:
-                    raise
+                if attempt == 2:  # a CDN refusing links is not our API key: try the step again later
+                    raise Transient(f"Scenario's download link for layer {asset_id} kept being refused.") \
+                        from None
                 asset = await self.api.get_asset(asset_id)
 
     async def fresh_link(self, job: Job, key: str) -> str:

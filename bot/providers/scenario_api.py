@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import logging
 import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -21,6 +23,23 @@ from bot.providers.base import AuthFailed, ProviderError, RateLimited, Transient
 log = logging.getLogger(__name__)
 
 LAYERS_MODEL = "model_scenario-video-layers-extractor"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """What a job list scan read, and whether it read everything it had to."""
+
+    jobs: list[dict[str, Any]]
+    complete: bool
+    pages: int = 0
+
+
+def _parse_iso(text: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 _URL = re.compile(r"https?://\S+")
 
 
@@ -133,20 +152,34 @@ class ScenarioAPI:
     async def get_job(self, job_id: str) -> dict[str, Any]:
         return (await self._read(f"jobs/{job_id}")).get("job") or {}
 
-    async def list_jobs(self, *, created_after: str, page_size: int = 100,
-                        max_pages: int = 5) -> list[dict[str, Any]]:
-        """Jobs created after a moment, newest pages first as Scenario returns them. `createdAfter`
-        may not be combined with `type`, so the caller filters the job type itself."""
+    async def list_jobs(self, *, created_after: str, page_size: int = 100, max_pages: int | None = None,
+                        stop_before: datetime | None = None) -> ScanResult:
+        """Jobs created after a moment, newest first as Scenario returns them. Every page is read
+        while `nextPaginationToken` is present, even an empty one (the SDK warns pages can be
+        empty with more to come). The scan ends when the token is absent (complete), when a page
+        reaches jobs created before `stop_before` (complete: the rest is older still), or after
+        `max_pages` (incomplete). `createdAfter` may not be combined with `type`, so the caller
+        filters the job type itself."""
         jobs: list[dict[str, Any]] = []
         params: dict[str, Any] = {"createdAfter": created_after, "pageSize": page_size}
-        for _ in range(max_pages):
+        seen: set[str] = set()
+        pages = 0
+        while max_pages is None or pages < max_pages:
             body = await self._read("jobs", dict(params))
-            jobs += body.get("jobs") or []
+            pages += 1
+            page = [j for j in (body.get("jobs") or []) if isinstance(j, dict)]
+            jobs += page
             token = body.get("nextPaginationToken")
             if not token:
+                return ScanResult(jobs, complete=True, pages=pages)
+            if stop_before is not None and page and all(
+                    (created := _parse_iso(j.get("createdAt"))) is not None and created < stop_before for j in page):
+                return ScanResult(jobs, complete=True, pages=pages)
+            if token in seen:  # a token that repeats would page forever
                 break
+            seen.add(str(token))
             params["paginationToken"] = token
-        return jobs
+        return ScanResult(jobs, complete=False, pages=pages)
 
     async def cancel_job(self, job_id: str) -> None:
         await self._call("POST", f"jobs/{job_id}/action", json={"action": "cancel"})

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.net import Net, classify, with_retries
-from bot.providers.base import InputRejected, Transient
+from bot.net import Net, with_retries
+from bot.providers.base import InputRejected, NotFound, ProviderError, Transient
 from bot.providers.scenario_api import ScenarioAPI, safe_message
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,11 @@ def plan_parts(size: int, target: int = PART_TARGET) -> PartPlan:
     return PartPlan(target, math.ceil(size / target))
 
 
+class PartUrlExpired(ProviderError):
+    """The storage refused a presigned part URL (expired or revoked): only a new upload, with
+    freshly signed URLs, can go on. Nothing to do with our API credentials."""
+
+
 async def _put_part(net: Net, url: str, path: Path, offset: int, length: int, content_type: str) -> None:
     async def once() -> None:
         try:
@@ -59,22 +64,28 @@ async def _put_part(net: Net, url: str, path: Path, offset: int, length: int, co
                                                       headers={"Content-Type": content_type})
         except aiohttp.ClientError as exc:
             raise Transient(f"uploading a part failed ({type(exc).__name__})") from exc
-        if status not in (200, 201, 204):
-            # 403 = the presigned URL expired or was refused: a fresh upload is needed, so surface it
-            raise classify(status, f"the storage refused a part (HTTP {status})") if status < 500 \
-                else Transient(f"the storage failed on a part (HTTP {status})")
+        if status in (200, 201, 204):
+            return
+        if status in (400, 401, 403) and _expired_or_denied(status, text):
+            raise PartUrlExpired(f"the storage refused an upload link (HTTP {status})")
+        if status >= 500 or status in (408, 429):
+            raise Transient(f"the storage failed on a part (HTTP {status})")
+        raise InputRejected(f"Scenario's storage refused the video (HTTP {status}).")
 
     await with_retries(once)
 
 
-async def upload_video(api: ScenarioAPI, net: Net, path: Path, *, file_name: str, kind: str,
-                       poll_every: float = 2.0, import_timeout: float = 300.0) -> dict[str, str]:
-    """Upload the spooled video; returns {"asset_id", "upload_id"} once Scenario imported it.
+def _expired_or_denied(status: int, text: str) -> bool:
+    """S3 says `AccessDenied` / `Request has expired` / a bad signature for a stale presigned URL."""
+    if status in (401, 403):
+        return True
+    low = (text or "").lower()
+    return "expired" in low or "signature" in low or "accessdenied" in low
 
-    Raises InputRejected with Scenario's own words when it refuses the file."""
-    size = path.stat().st_size
-    content_type = CONTENT_TYPES.get(kind, "video/mp4")
-    plan = plan_parts(size)
+
+async def _send_parts(api: ScenarioAPI, net: Net, path: Path, *, file_name: str, content_type: str,
+                      size: int, plan: PartPlan) -> dict:
+    """One multipart upload: ask for part URLs, PUT every part, complete it; returns the Upload."""
     upload = await api.create_upload(file_name=file_name, content_type=content_type, size=size, parts=plan.count)
     upload_id = upload.get("id")
     parts = sorted(upload.get("parts") or [], key=lambda p: int(p.get("number", 0)))
@@ -89,20 +100,61 @@ async def upload_video(api: ScenarioAPI, net: Net, path: Path, *, file_name: str
             await _put_part(net, part["url"], path, offset, length, content_type)
 
     await asyncio.gather(*(send(p) for p in parts))
-    upload = await api.complete_upload(upload_id)
+    return await api.complete_upload(upload_id) or upload
+
+
+async def upload_video(api: ScenarioAPI, net: Net, path: Path, *, file_name: str, kind: str,
+                       poll_every: float = 2.0, import_timeout: float = 300.0,
+                       restarts: int = 2) -> dict[str, str]:
+    """Upload the spooled video; returns {"asset_id", "upload_id", "owner_id"} once Scenario
+    imported it. An expired part URL starts a new upload with fresh URLs (up to `restarts` times).
+
+    Raises InputRejected with Scenario's own words when it refuses the file."""
+    size = path.stat().st_size
+    content_type = CONTENT_TYPES.get(kind, "video/mp4")
+    plan = plan_parts(size)
+    for attempt in range(restarts + 1):
+        try:
+            upload = await _send_parts(api, net, path, file_name=file_name, content_type=content_type,
+                                       size=size, plan=plan)
+            break
+        except PartUrlExpired:
+            if attempt == restarts:
+                raise Transient("Scenario's upload links kept expiring before the video was sent; "
+                                "the bot will try the upload again.") from None
+            log.info("scenario upload: a part URL expired; starting again with fresh URLs")
+    upload_id = str(upload.get("id"))
+    owner = upload.get("ownerId")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + import_timeout
     while True:
         status = upload.get("status")
-        if upload.get("entityId") and status != "failed":  # the TS SDK also stops as soon as entityId is set
-            return {"asset_id": upload["entityId"], "upload_id": upload_id}
+        entity = upload.get("entityId")
+        if not entity and status in ("imported", "complete") and upload.get("jobId"):
+            # imported without saying which asset: the upload's own job records it
+            entity = await _entity_from_job(api, str(upload["jobId"]))
+        if entity and status != "failed":  # the TS SDK also stops as soon as entityId is set
+            return {"asset_id": str(entity), "upload_id": upload_id, **({"owner_id": owner} if owner else {})}
         if status == "failed":
             reason = safe_message({"reason": upload.get("errorMessage")}, 0) if upload.get("errorMessage") \
                 else "no reason given"
             raise InputRejected(f"Scenario could not import the video: {reason}")
-        if status not in _PROCESSING and status is not None:
+        if status not in _PROCESSING and status is not None and status != "imported":
             log.warning("upload %s: unknown status %r, still waiting", upload_id, status)
         if loop.time() > deadline:
             raise Transient(f"Scenario did not finish importing the video within {import_timeout:.0f} s.")
         await asyncio.sleep(poll_every)
         upload = await api.get_upload(upload_id)
+
+
+async def _entity_from_job(api: ScenarioAPI, job_id: str) -> str | None:
+    """The asset id an upload's job recorded (`metadata.output.entityId`, or its one assetId)."""
+    try:
+        job = await api.get_job(job_id)
+    except (NotFound, Transient):
+        return None
+    meta = job.get("metadata") or {}
+    entity = (meta.get("output") or {}).get("entityId")
+    if not entity and len(meta.get("assetIds") or []) == 1:
+        entity = meta["assetIds"][0]
+    return str(entity) if entity else None

@@ -13,20 +13,24 @@ import contextlib
 import dataclasses
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 from bot.media.probe import MediaError, check_video, probe_video_async, sniff
 from bot.models import Artifact, Job, JobState, RemoteStatus, SavedObject
 from bot.net import Net, TooLarge
+from bot.paths import job_path, safe_suffix
 from bot.providers.base import (
     InputRejected,
     NotFound,
     Provider,
     ProviderError,
     ProviderLimits,
+    ReconcileUnknown,
     Transient,
-    job_marker,
+    has_exact_marker,
+    marked_name,
 )
 from bot.providers.vid2scene_api import BlobGone, BlobRejected, RemoteScene, UploadTarget, Vid2SceneAPI
 from bot.providers.vid2scene_status import SceneDetails, parse_job, scene_details, strip_marker
@@ -37,13 +41,20 @@ MAX_VIDEO_BYTES = 1 << 30
 #: our own cap: a longer walk-around rarely helps a splat and takes hours to train
 MAX_VIDEO_SECONDS = 10 * 60
 MIN_VIDEO_SECONDS = 1.0
+#: our own floors (vid2scene publishes none): a reconstruction needs many, reasonably sharp views
+MIN_VIDEO_SIDE = 100
+MIN_VIDEO_FRAMES = 8
 VIDEO_FORMATS = frozenset({"mp4", "mov", "webm", "mkv", "avi"})
+_SPOOL_SUFFIXES = tuple(f".{f}" for f in sorted(VIDEO_FORMATS))
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".qt"})
 _CONTENT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "webm": "video/webm", "mkv": "video/x-matroska",
                   "avi": "video/x-msvideo"}
 #: blobs older than 60 minutes are refused at submit; re-upload a little before that
 BLOB_MAX_AGE = 50 * 60
 RECONSTRUCTION_METHODS = ("glomap", "colmap", "vggt", "quest", "generate_lod")
+#: what works from a video: vid2scene's server takes `quest` only with a Quest capture zip and
+#: `generate_lod` only with a PLY, so a video job with either fails after it was paid for
+VIDEO_METHODS = ("glomap", "colmap", "vggt")
 CAMERA_TYPES = ("orbital", "drone")
 GAUSSIANS_RANGE = (100_000, 2_000_000)
 STEPS_RANGE = (5_000, 40_000)
@@ -51,6 +62,10 @@ APRILTAG_RANGE = (1.0, 1000.0)
 #: the largest upload limit any Discord server can have (boost tier 3); a bigger PLY is never fetched
 DISCORD_MAX_UPLOAD = 100 * MIB
 TITLE_MAX = 200
+#: allowed difference between our clock and vid2scene's when comparing creation times
+RECONCILE_SKEW = timedelta(minutes=5)
+_UNSURE = ("{why}, so the bot cannot tell whether vid2scene received this job. It was not submitted again, "
+           "to avoid paying twice; it may still have used a credit. Check `/splat list` before running it again.")
 OPTION_KEYS = ("public", "reconstruction_method", "training_max_num_gaussians", "training_num_steps",
                "apriltag_size_mm", "remove_background", "camera_type")
 
@@ -72,6 +87,21 @@ def precheck_attachment(filename: str, size: int | None, content_type: str | Non
     if size is not None and size == 0:
         return "The video file is empty."
     return None
+
+
+def method_refusal(method: str) -> str:
+    return (f"The reconstruction method `{_clean_name(method)[:20]}` does not work from a video (vid2scene takes "
+            "`quest` only with a Quest capture and `generate_lod` only with a PLY); choose "
+            + ", ".join(f"`{m}`" for m in VIDEO_METHODS) + ".")
+
+
+def _parse_time(text: Any) -> datetime | None:
+    """DRF's timestamps carry an offset (`...-08:00`); a naive one is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def _clean_name(name: str) -> str:
@@ -97,10 +127,13 @@ class Vid2SceneProvider(Provider):
     # -- upload (free) ---------------------------------------------------------------------------
     async def upload(self, job: Job, workdir: Path) -> dict[str, Any]:
         video = job.params.get("video") or {}
+        method = job.params.get("reconstruction_method")
+        if method is not None and method not in VIDEO_METHODS:
+            raise InputRejected(method_refusal(str(method)))
         problem = precheck_attachment(video.get("filename", ""), video.get("size"), video.get("content_type"))
         if problem:
             raise InputRejected(problem)
-        spool = workdir / ("input" + (Path(video.get("filename", "")).suffix.lower() or ".mp4"))
+        spool = job_path(workdir, "input" + safe_suffix(video.get("filename"), _SPOOL_SUFFIXES, ".mp4"))
         try:
             size = await self.net.download(video["url"], spool, max_bytes=MAX_VIDEO_BYTES)
         except TooLarge as exc:
@@ -110,7 +143,8 @@ class Vid2SceneProvider(Provider):
         try:
             info = await probe_video_async(spool)
             check_video(info, max_bytes=MAX_VIDEO_BYTES, max_seconds=MAX_VIDEO_SECONDS,
-                        min_seconds=MIN_VIDEO_SECONDS, formats=VIDEO_FORMATS, service="vid2scene")
+                        min_seconds=MIN_VIDEO_SECONDS, min_side=MIN_VIDEO_SIDE, min_frames=MIN_VIDEO_FRAMES,
+                        formats=VIDEO_FORMATS, service="vid2scene")
         except MediaError as exc:
             raise InputRejected(str(exc)) from None
         extension = info.container if info.container in VIDEO_FORMATS else "mp4"
@@ -135,7 +169,7 @@ class Vid2SceneProvider(Provider):
         params = job.params
         title = (params.get("title") or Path((params.get("video") or {}).get("filename", "")).stem or "scene")
         title = str(title).strip()[:TITLE_MAX]
-        payload: dict[str, Any] = {"blob_name": blob_name, "title": f"{title} {job_marker(job)}"}
+        payload: dict[str, Any] = {"blob_name": blob_name, "title": marked_name(title, job)}
         for key in OPTION_KEYS:
             if params.get(key) is not None:
                 payload[key] = params[key]
@@ -163,9 +197,24 @@ class Vid2SceneProvider(Provider):
                                                                              "scene_status")}
 
     async def reconcile(self, job: Job) -> str | None:
-        marker = job_marker(job)
-        scenes = await self.api.jobs()
-        return next((s.job_id for s in scenes if marker in s.title), None)
+        """The scene an unanswered submit may have made: its title must be in our exact full form
+        for this job (see `has_exact_marker`) and it must have been uploaded after the job was
+        created. "Not created" only after the whole list was read; otherwise "unknown"."""
+        try:
+            scenes, complete = await self.api.scan_jobs()
+            for scene in scenes:
+                if not has_exact_marker(scene.title, job):
+                    continue
+                uploaded = _parse_time((await self.api.job(scene.job_id)).get("uploaded_at"))
+                if uploaded is None or uploaded >= job.created_at - RECONCILE_SKEW:
+                    return scene.job_id
+        except (Transient, NotFound) as exc:
+            raise ReconcileUnknown(_UNSURE.format(why="vid2scene's scene list could not be read"),
+                                   retry_after=60) from exc
+        if not complete:
+            raise ReconcileUnknown(_UNSURE.format(why="vid2scene's scene list could not be read to the end"),
+                                   retry_after=60)
+        return None
 
     # -- poll ------------------------------------------------------------------------------------
     async def poll(self, job: Job) -> RemoteStatus:
@@ -185,14 +234,14 @@ class Vid2SceneProvider(Provider):
         name = scene_filename(data.get("title") or job.provider_data.get("title") or job.summary)
         artifacts: list[Artifact] = []
         if data.get("has_spz", True):
-            spz = workdir / f"{name}.spz"
+            spz = job_path(workdir, f"{name}.spz")
             await self.api.fetch(remote, "spz", spz)
             artifacts += await self._fit_spz(spz, name, workdir)
         preview = await self._preview(remote, workdir)
         if preview is not None:
             artifacts.append(preview)
         if data.get("has_ply"):
-            ply = await self._ply(remote, workdir / f"{name}.ply")
+            ply = await self._ply(remote, job_path(workdir, f"{name}.ply"))
             if ply is not None:
                 artifacts.append(ply)
         if not artifacts:
@@ -207,7 +256,7 @@ class Vid2SceneProvider(Provider):
             from bot.media.splat import fit_spz_async
         except ImportError:
             return [full]
-        small = workdir / f"{name}-reduced-for-discord.spz"
+        small = job_path(workdir, f"{name}-reduced-for-discord.spz")
         try:
             await fit_spz_async(spz, small, self.upload_limit)
         except Exception:  # noqa: BLE001 - the full SPZ still gets its Download button
@@ -218,7 +267,7 @@ class Vid2SceneProvider(Provider):
         return [reduced, full]
 
     async def _preview(self, remote: str, workdir: Path) -> Artifact | None:
-        dest = workdir / "preview.img"
+        dest = job_path(workdir, "preview.img")
         try:
             await self.api.fetch(remote, "preview", dest, max_bytes=20 * MIB)
         except ProviderError:

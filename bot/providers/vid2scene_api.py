@@ -68,11 +68,14 @@ class Vid2SceneAPI:
 
     # -- plumbing --------------------------------------------------------------------------------
     async def _call(self, method: str, path: str, *, json: Any = None, ok: tuple[int, ...] = (200,),
-                    submit: bool = False) -> tuple[int, dict[str, str], Any]:
-        """One API request; non-`ok` answers become taxonomy errors with a safe message."""
+                    submit: bool = False, url: str | None = None) -> tuple[int, dict[str, str], Any]:
+        """One API request; non-`ok` answers become taxonomy errors with a safe message. A GET
+        follows redirects (a moved path, a slash appended) unless the redirect is the answer we
+        want (`ok` holds a 3xx); other methods never do, so a paid POST is never re-sent."""
+        follow = method in ("GET", "HEAD") and not any(300 <= code < 400 for code in ok)
         try:
             status, headers, body = await self.net.json_request(
-                method, self.url(path), json=json, headers=self._auth, allow_redirects=False,
+                method, url or self.url(path), json=json, headers=self._auth, allow_redirects=follow,
                 timeout=API_TIMEOUT)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise Transient(f"vid2scene did not answer ({type(exc).__name__})") from exc
@@ -137,11 +140,36 @@ class Vid2SceneAPI:
         return body
 
     async def jobs(self) -> list[RemoteScene]:
-        """Every job of this API key (a bare array, unpaginated, unordered)."""
-        _, _, body = await self._call("GET", "jobs")
-        items = body if isinstance(body, list) else (body or {}).get("results", []) if isinstance(body, dict) else []
-        return [RemoteScene(str(i.get("job_id")), str(i.get("title") or "")) for i in items
-                if isinstance(i, dict) and i.get("job_id")]
+        """Every job of this API key. The open-source server answers a bare array; a paginated
+        answer (`{"results": [...], "next": url}`, DRF's shape) is read to its last page."""
+        scenes, complete = await self.scan_jobs()
+        if not complete:
+            raise Transient("vid2scene's job list could not be read to the end")
+        return scenes
+
+    async def scan_jobs(self, *, max_pages: int = 1000) -> tuple[list[RemoteScene], bool]:
+        """(the jobs read, whether the list was read to its end)."""
+        scenes: list[RemoteScene] = []
+        url: str | None = None
+        seen: set[str] = set()
+        for _ in range(max_pages):
+            _, _, body = await self._call("GET", "jobs", url=url)
+            if isinstance(body, list):
+                items, nxt = body, None
+            elif isinstance(body, dict) and isinstance(body.get("results"), list):
+                items, nxt = body["results"], body.get("next")
+            else:
+                raise Transient("vid2scene sent an unreadable job list")
+            scenes += [RemoteScene(str(i.get("job_id")), str(i.get("title") or "")) for i in items
+                       if isinstance(i, dict) and i.get("job_id")]
+            if not nxt:
+                return scenes, True
+            nxt = str(aiohttp.client.URL(self.base).join(aiohttp.client.URL(str(nxt))))
+            if not nxt.startswith(self.base) or nxt in seen:
+                return scenes, False  # a next page elsewhere, or a loop: the list cannot be finished
+            seen.add(nxt)
+            url = nxt
+        return scenes, False
 
     async def update(self, job_id: str, **fields: Any) -> dict[str, Any]:
         if not valid_job_id(job_id):
@@ -190,12 +218,9 @@ class Vid2SceneAPI:
     async def head_size(self, link: str) -> int | None:
         """The size of a signed file without downloading it (None when the host does not say)."""
         try:
-            async with self.net.session.head(link, allow_redirects=False, timeout=API_TIMEOUT) as resp:
-                if resp.status == 200 and resp.content_length is not None:
-                    return int(resp.content_length)
+            return await self.net.head_size(link)
         except (TimeoutError, aiohttp.ClientError, ValueError):
             return None
-        return None
 
 
 class BlobGone(InputRejected):

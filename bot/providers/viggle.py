@@ -16,16 +16,21 @@ from typing import Any, ClassVar
 from bot.config import ViggleSettings
 from bot.media.transcode import first_frame_jpeg_async
 from bot.models import Artifact, Job, RemoteStatus, SavedObject
-from bot.net import Net
+from bot.net import Net, TooLarge
+from bot.paths import job_path
+from bot.plain import plain
 from bot.providers.base import (
+    AuthFailed,
     InputRejected,
     NotFound,
     Provider,
     ProviderLimits,
+    SubmissionUnknown,
     Transient,
     job_marker,
+    marked_name,
 )
-from bot.providers.viggle_api import ViggleApi, find_by_marker
+from bot.providers.viggle_api import RENDER_CHECK, ViggleApi, find_by_marker
 from bot.providers.viggle_inputs import plan_input, spool
 from bot.providers.viggle_wire import (
     ObjectInfo,
@@ -42,6 +47,8 @@ log = logging.getLogger(__name__)
 OBJECT_KINDS = ("character", "scene", "template")
 RENDER_KINDS = ("render", "mix")
 DEFAULT_MODEL = "V4_Preview"
+#: the largest upload any Discord server takes: a bigger result is only ever linked
+DISCORD_MAX_UPLOAD = 100 * 1024 * 1024
 #: fetch a clip again just for its first frame only when it is this small
 THUMB_SOURCE_BYTES = 50 * 1024 * 1024
 #: Viggle answers these when it could not fetch a link we gave it: then we upload the file instead
@@ -71,6 +78,8 @@ class ViggleProvider(Provider):
         inputs: dict[str, Any] = {}
         for param, media, _field in _INPUTS.get(job.kind, []):
             plan = plan_input(job.params.get(param), job.params.get(f"{param}_url"), self.settings.base_url)
+            if "url" in plan and "attachment" not in plan:  # a user's link: Viggle would fetch it for us
+                await self.net.policy.check_user_url_resolved(plan["url"])
             if "spool" in plan:
                 plan = {"path": str(await spool(self.net, plan["spool"], workdir, media)),
                         "attachment": plan["spool"]}
@@ -105,7 +114,7 @@ class ViggleProvider(Provider):
     async def _submit(self, job: Job, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         p = job.params
         label = p.get("name") or (f"Template {p['template_id'][:8]}" if job.kind == "template" else job.kind)
-        marked = f"{label} {job_marker(job)}"
+        marked = marked_name(label, job)
         if job.kind == "character":
             src = inputs["image"]
             body = await self.api.create_character(marked, image=_path(src), image_url=src.get("url"))
@@ -125,7 +134,12 @@ class ViggleProvider(Provider):
         if job.kind in RENDER_KINDS:
             fields, files = self._render_fields(job, inputs)
             body = await self.api.render(fields, files or None)
-            return _id(body, "job_id"), {"mode": body.get("mode"), "status": body.get("status", "queued")}
+            try:
+                remote_id = _id(body, "job_id")
+            except Transient:  # renders cannot be looked up later: say so now, never start it again
+                raise SubmissionUnknown(f"Viggle accepted the render but did not say its id. {RENDER_CHECK}") \
+                    from None
+            return remote_id, {"mode": body.get("mode"), "status": body.get("status", "queued")}
         raise InputRejected(f"Unknown Viggle job kind {job.kind!r}.")
 
     def _render_fields(self, job: Job, inputs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Path]]:
@@ -153,13 +167,14 @@ class ViggleProvider(Provider):
 
     async def reconcile(self, job: Job) -> str | None:
         """Characters and scenes can be listed and carry our marker in their name; renders cannot
-        be listed at all, so their outcome stays unknown (the engine's default refusal)."""
-        marker = job_marker(job)
+        be listed at all (and Viggle's `/api` offers no idempotency key), so their outcome is
+        unknown: the user is told plainly that it may have been charged and how to check."""
         if job.kind == "character":
-            return await find_by_marker(self.api.list_characters, "characters", marker)
+            return await find_by_marker(self.api.list_characters, "characters", job)
         if job.kind in ("scene", "template"):
-            return await find_by_marker(self.api.list_scenes, "scenes", marker)
-        return await super().reconcile(job)
+            return await find_by_marker(self.api.list_scenes, "scenes", job)
+        raise SubmissionUnknown("The bot was interrupted while starting this render, and Viggle offers no way "
+                                f"to look a render up afterwards, so it was not started again. {RENDER_CHECK}")
 
     # -- poll / collect -----------------------------------------------------------------------
     async def poll(self, job: Job) -> RemoteStatus:
@@ -181,22 +196,56 @@ class ViggleProvider(Provider):
             cdn = data.get("cdn_url")
         if not cdn:
             raise Transient("Viggle reported the render complete but gave no video link yet.")
-        artifacts = [await self._video(cdn, workdir / f"viggle-{job.id}.mp4", "the rendered video")]
+        artifacts = [await self._video(job, "cdn_url", cdn, job_path(workdir, f"viggle-{job.id}.mp4"),
+                                       "the rendered video")]
         mask = data.get("mask_cdn_url")
         if mask:
-            artifacts.append(await self._video(mask, workdir / f"viggle-{job.id}-mask.mp4",
+            artifacts.append(await self._video(job, "mask_cdn_url", mask,
+                                               job_path(workdir, f"viggle-{job.id}-mask.mp4"),
                                                "the mask video (white = character)"))
         return artifacts
 
-    async def _video(self, url: str, dest: Path, description: str) -> Artifact:
-        await self.net.download(url, dest)
+    async def _video(self, job: Job, key: str, url: str, dest: Path, description: str) -> Artifact:
+        """A render file, downloaded only when some server could take it (otherwise posted as its
+        link alone). A CDN link that is refused (403) or gone (expired) is not our key's fault: ask
+        Viggle for a fresh link (poll again; for the video itself, the authenticated download
+        endpoint) before giving up, and then only for now (Transient)."""
+        cap = max(self.upload_limit, DISCORD_MAX_UPLOAD)
+        try:
+            return await self._fetch_capped(url, dest, description, cap)
+        except (AuthFailed, NotFound) as exc:
+            log.info("job %s: Viggle's %s was refused (%s); asking for a fresh one", job.id, key, exc)
+        fresh = render_status(await self.api.render_status(job.remote_id or "")).data.get(key)
+        if fresh and fresh != url:
+            try:
+                return await self._fetch_capped(fresh, dest, description, cap)
+            except (AuthFailed, NotFound) as exc:
+                log.info("job %s: the fresh %s was refused too (%s)", job.id, key, exc)
+        if key == "cdn_url":
+            try:
+                await self.api.download_render(job.remote_id or "", dest)
+                return Artifact(path=dest, filename=dest.name, description=description, link=fresh or url)
+            except (AuthFailed, NotFound) as exc:
+                log.info("job %s: Viggle's download endpoint refused too (%s)", job.id, exc)
+        raise Transient("Viggle's download link for the finished render was refused (it may have expired); "
+                        "the bot will ask for a new one.")
+
+    async def _fetch_capped(self, url: str, dest: Path, description: str, cap: int) -> Artifact:
+        size = await self.net.head_size(url)
+        if size is not None and size > cap:
+            return Artifact(path=dest, filename=dest.name, description=description, link=url, remote_size=size)
+        try:
+            await self.net.download(url, dest, max_bytes=cap)
+        except TooLarge:  # no size was announced; all we know is that it is over the cap
+            return Artifact(path=dest, filename=dest.name, description=description, link=url, remote_size=cap + 1)
         return Artifact(path=dest, filename=dest.name, description=description, link=url)
 
     async def _object_card(self, job: Job, data: dict[str, Any], workdir: Path) -> Artifact:
         """The saved character/scene, announced with its thumbnail (or a short card without one)."""
         what = "character" if job.kind == "character" else "scene"
         name = _display_name(job, data)
-        text = f"{what.title()} “{name}” is ready (id `{job.remote_id}`)"
+        shown_id = str(job.remote_id).replace("`", "'")
+        text = f"{what.title()} “{plain(name)}” is ready (id `{shown_id}`)"
         segments = _segments(data.get("segments")) or job.provider_data.get("segments") or []
         if what == "scene":
             model = data.get("model") or job.provider_data.get("model") or DEFAULT_MODEL
@@ -209,7 +258,7 @@ class ViggleProvider(Provider):
         thumb = data.get("thumbnail_url")
         if isinstance(thumb, str) and thumb.startswith(("http://", "https://")):
             suffix = ".jpg" if thumb.split("?")[0].lower().endswith((".jpg", ".jpeg")) else ".png"
-            dest = workdir / f"{what}-{job.remote_id}{suffix}"[:120]
+            dest = job_path(workdir, f"{what}-{job.id}{suffix}")
             try:
                 await self.net.download(thumb, dest, max_bytes=10 * 1024 * 1024)
                 return Artifact(path=dest, filename=f"{what}-thumbnail{suffix}", description=text, optional=True)
@@ -219,7 +268,7 @@ class ViggleProvider(Provider):
             still = await self._scene_still(job, workdir)
             if still is not None:
                 return Artifact(path=still, filename="scene-thumbnail.jpg", description=text, optional=True)
-        dest = workdir / f"{what}.txt"
+        dest = job_path(workdir, f"{what}.txt")
         dest.write_text(f"{text}\n", encoding="utf-8")
         return Artifact(path=dest, filename=f"{what}.txt", description=text)
 
@@ -232,11 +281,11 @@ class ViggleProvider(Provider):
         try:
             if (clip is None or not clip.is_file()) and attachment.get("url") \
                     and int(attachment.get("size") or 0) <= THUMB_SOURCE_BYTES:
-                clip = workdir / "scene-source.mp4"
+                clip = job_path(workdir, "scene-source.mp4")
                 await self.net.download(attachment["url"], clip, max_bytes=THUMB_SOURCE_BYTES)
             if clip is None or not clip.is_file():
                 return None
-            return await first_frame_jpeg_async(clip, workdir / "scene-thumbnail.jpg", max_side=320)
+            return await first_frame_jpeg_async(clip, job_path(workdir, "scene-thumbnail.jpg"), max_side=320)
         except Exception as exc:  # a thumbnail is a nicety: never fail the job over it
             log.info("job %s: no scene thumbnail: %s", job.id, exc)
             return None

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from bot.models import Job
 from bot.net import STREAM_TIMEOUT, Net, with_retries
-from bot.providers.base import SubmissionUnknown, Transient
-from bot.providers.viggle_wire import error_for, unwrap
+from bot.providers.base import NotFound, ReconcileUnknown, SubmissionUnknown, Transient, has_exact_marker
+from bot.providers.viggle_wire import envelope_error, error_for, unwrap
 
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".mp4": "video/mp4",
          ".mov": "video/quicktime", ".webm": "video/webm", ".avi": "video/x-msvideo"}
@@ -42,6 +44,9 @@ class ViggleApi:
             raise Transient(f"Viggle did not answer ({type(exc).__name__}).") from exc
         if status >= 400:
             raise error_for(status, body, resp_headers.get("Retry-After"))
+        envelope = envelope_error(body)
+        if envelope is not None:  # an error dressed as success: say what it really is
+            raise envelope
         return unwrap(body) if body is not None else {}
 
     async def _get(self, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
@@ -98,13 +103,26 @@ class ViggleApi:
 
     # -- renders -------------------------------------------------------------------------------
     async def render(self, fields: dict[str, Any], files: dict[str, Path] | None = None) -> dict:
+        """The paid render POST. Renders cannot be listed, so an answer we did not get (a 5xx, a
+        dropped connection, a timeout) can never be checked later: it is reported at once, in
+        plain words, as a submission that may have been charged."""
         if isinstance(fields.get("character_mapping"), dict):
             fields = {**fields, "character_mapping": json.dumps(fields["character_mapping"])}
-        return await self._paid_post("/api/render", fields, files)
+        try:
+            return await self._paid_post("/api/render", fields, files)
+        except Transient as exc:
+            raise SubmissionUnknown(f"{_render_unknown(exc)} {RENDER_CHECK}") from exc
 
     async def render_status(self, job_id: str) -> dict:
-        """No auth: the status endpoint is public by job id."""
-        return await self._get(f"/api/render/{job_id}", auth=False)
+        """The docs disagree on whether this needs the key (the page says no, its snippet sends
+        it); sending it is harmless and keeps working if Viggle starts to require it."""
+        return await self._get(f"/api/render/{job_id}")
+
+    async def download_render(self, job_id: str, dest: Path, *, max_bytes: int | None = None) -> int:
+        """`GET /api/render/{id}/download` (authenticated): a redirect to a freshly signed CDN
+        link, or the MP4 itself. The key goes to Viggle only, never to the CDN the 302 names."""
+        return await self.net.download(f"{self.base}/api/render/{job_id}/download", dest, headers=self._auth(),
+                                       max_bytes=max_bytes)
 
     async def cancel_render(self, job_id: str) -> dict:
         return await self._call("DELETE", f"/api/render/{job_id}")
@@ -114,24 +132,60 @@ class ViggleApi:
         return await self._get("/api/credits")
 
 
-async def find_by_marker(lister, key: str, marker: str, *, page: int = 100, max_pages: int = 20) -> str | None:
-    """Page through a list endpoint for an object whose name holds `marker`. None only when the
-    whole list was read; a list we could not finish reading raises, since we then cannot know."""
+async def find_by_marker(lister, key: str, job: Job, *, page: int = 100, max_pages: int = 1000,
+                         skew: timedelta = timedelta(minutes=5)) -> str | None:
+    """Page through a list endpoint (newest first) for the object this job made: its name in
+    our exact full form (`has_exact_marker`), created after the job was. Reading stops at the
+    end of the list or at objects older than the job. None only when that scan completed; a
+    list that could not be read to there is "unknown" (ReconcileUnknown)."""
+    since = job.created_at - skew
     offset = 0
-    for _ in range(max_pages):
-        body = await lister(limit=page, offset=offset)
-        items = body.get(key) if isinstance(body, dict) else body
-        if not isinstance(items, list):
-            raise SubmissionUnknown(_UNSURE)
-        for item in items:
-            if isinstance(item, dict) and marker in str(item.get("name", "")):
-                return str(item.get("id") or item.get(f"{key[:-1]}_id"))
-        total = body.get("total") if isinstance(body, dict) else None
-        offset += len(items)
-        if not items or len(items) < page or (isinstance(total, int) and offset >= total):
-            return None
-    raise SubmissionUnknown(_UNSURE)
+    try:
+        for _ in range(max_pages):
+            body = await lister(limit=page, offset=offset)
+            items = body.get(key) if isinstance(body, dict) else body
+            if not isinstance(items, list):
+                raise ReconcileUnknown(_UNSURE, retry_after=60)
+            older = 0
+            for item in items:
+                if not isinstance(item, dict):
+                    continue
+                created = _parse_time(item.get("created_at"))
+                if created is not None and created < since:
+                    older += 1
+                    continue
+                if has_exact_marker(str(item.get("name", "")), job):
+                    return str(item.get("id") or item.get(f"{key[:-1]}_id"))
+            total = body.get("total") if isinstance(body, dict) else None
+            offset += len(items)
+            if not items or len(items) < page or (isinstance(total, int) and offset >= total) \
+                    or (items and older == len(items)):
+                return None
+    except (Transient, NotFound) as exc:
+        raise ReconcileUnknown(_UNSURE, retry_after=60) from exc
+    raise ReconcileUnknown(_UNSURE, retry_after=60)
 
 
-_UNSURE = ("The bot restarted while submitting this job and could not check at Viggle whether it was "
-           "received, so it was not submitted again to avoid paying twice.")
+def _parse_time(text: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+#: how a user can see whether a render they were not told about was charged
+RENDER_CHECK = ("It may have been charged: check `/viggle credits` (or your renders on viggle.ai) before "
+                "running it again.")
+
+
+def _render_unknown(exc: Transient) -> str:
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and status >= 500:
+        return f"Viggle answered with a server error (HTTP {status}) when starting the render."
+    return "Viggle did not answer when the render was started."
+
+
+_UNSURE = ("The bot could not finish checking at Viggle whether this job was received (its list could not "
+           "be read to the end), so it was not submitted again, to avoid paying twice. It may have been "
+           "charged: check `/viggle credits` before running it again.")

@@ -16,13 +16,18 @@ from urllib.parse import parse_qs, urlsplit
 
 from bot.media.probe import MediaError, check_video, probe_image_async, probe_video_async
 from bot.net import Net
-from bot.providers.base import InputRejected
+from bot.paths import job_path, safe_suffix
+from bot.providers.base import AuthFailed, InputRejected, NotFound
 
 MIB = 1024 * 1024
 MAX_VIDEO_BYTES = 500 * MIB
 MAX_IMAGE_BYTES = 30 * MIB
 MAX_VIDEO_SECONDS = 300
 MAX_SIDE = 4096
+#: our own floors (Viggle publishes only maxima): a person must be visible and moving
+MIN_VIDEO_SIDE = 64
+MIN_VIDEO_FRAMES = 4
+MIN_IMAGE_SIDE = 64
 VIDEO_FORMATS = ("mp4", "mov", "webm", "avi")
 IMAGE_FORMATS = ("PNG", "JPEG")
 #: a Discord link must stay valid this long for Viggle to fetch it from its queue
@@ -73,19 +78,27 @@ def plan_input(attachment: dict[str, Any] | None, user_url: str | None, viggle_b
 
 async def spool(net: Net, attachment: dict[str, Any], dest_dir: Path, kind: str) -> Path:
     """Stream a Discord attachment to disk and check it against Viggle's limits before paying."""
-    suffix = Path(attachment.get("filename") or "").suffix.lower()[:6] or (".mp4" if kind == "video" else ".png")
-    dest = dest_dir / f"{kind}{suffix}"
+    allowed = tuple(f".{f}" for f in VIDEO_FORMATS) if kind == "video" else (".png", ".jpg", ".jpeg")
+    suffix = safe_suffix(attachment.get("filename"), allowed, ".mp4" if kind == "video" else ".png")
+    dest = job_path(dest_dir, f"{kind}{suffix}")
     cap = MAX_VIDEO_BYTES if kind == "video" else MAX_IMAGE_BYTES
-    await net.download(attachment["url"], dest, max_bytes=cap)
+    try:
+        await net.download(attachment["url"], dest, max_bytes=cap)
+    except (AuthFailed, NotFound):  # Discord's link expired or the file was deleted: not our Viggle key
+        raise InputRejected("The attachment is no longer available on Discord; please send it again.") from None
     try:
         if kind == "video":
             info = await probe_video_async(dest)
             check_video(info, max_bytes=MAX_VIDEO_BYTES, max_seconds=MAX_VIDEO_SECONDS, max_side=MAX_SIDE,
-                        formats=VIDEO_FORMATS, service="Viggle")
+                        min_side=MIN_VIDEO_SIDE, min_frames=MIN_VIDEO_FRAMES, formats=VIDEO_FORMATS,
+                        service="Viggle")
         else:
             image = await probe_image_async(dest)
             if image.format not in IMAGE_FORMATS:
                 raise MediaError(f"The image is {image.format}; Viggle accepts PNG or JPG.")
+            if min(image.width, image.height) < MIN_IMAGE_SIDE:
+                raise MediaError(f"The image is only {image.width}×{image.height}; Viggle needs at least "
+                                 f"{MIN_IMAGE_SIDE} px on the shorter side to see the character.")
     except MediaError as exc:
         raise InputRejected(str(exc)) from exc
     if kind == "image" and dest.suffix not in (".png", ".jpg", ".jpeg"):

@@ -18,6 +18,7 @@ from bot.providers.base import ProviderError
 FRIENDLY: dict[str, str] = {
     "CS-UORC01-001": "Viggle's fast mode is busy right now; run the render again without `fast`.",
     "CS-UORC01-008": "Insufficient credits to start this job.",
+    "CS-ORCR-001": "Insufficient credits to start this job.",
     "CS-ORIV-001": "Viggle needs a PNG or JPG image of the character.",
     "CS-ORIV-002": "Viggle needs a driving video (MP4) or a scene.",
     "CS-ORIV-003": "Viggle does not support this video format; use MP4, MOV or WebM.",
@@ -86,7 +87,7 @@ def error_for(status: int, body: Any, retry_after: str | None = None) -> Provide
     """The taxonomy error for a non-2xx Viggle answer, with the most specific words we have."""
     code, message, action = parse_error(body)
     text = FRIENDLY.get(code or "", message) or message
-    if code == "CS-UORC01-008" and message:
+    if code in ("CS-UORC01-008", "CS-ORCR-001") and message:
         text = message
     if code and code not in (text or ""):
         text = f"{text} ({code})" if text else f"Viggle refused the request ({code})."
@@ -95,7 +96,36 @@ def error_for(status: int, body: Any, retry_after: str | None = None) -> Provide
     error = classify(status, text, retry_after=retry_after, hint=action)
     error.hint = error.hint or (action if status == 402 else None)
     error.code = code  # type: ignore[attr-defined]
+    error.status = status  # type: ignore[attr-defined]
     return error
+
+
+#: error codes whose meaning decides the taxonomy when Viggle sends them inside an HTTP 200
+_CODE_STATUS = {"CS-UORC01-006": 401, "CS-UORC01-007": 401, "CS-ORAU-001": 401, "CS-ORAU-002": 401,
+                "CS-UORC01-008": 402, "CS-ORCR-001": 402}
+_ID_KEYS = ("job_id", "character_id", "scene_id", "id")
+_ERROR_WORDS = ("credit", "api key", "error", "invalid", "required", "not found", "failed", "denied", "exceed")
+
+
+def envelope_error(body: Any) -> ProviderError | None:
+    """An error envelope that arrived with HTTP 200 (seen in Viggle's older snippets, which test
+    `result.get("error_code")`), as the error its code means; None for a normal answer. An answer
+    that names an object (`job_id`, `id`...) is never an envelope: failed renders carry
+    `error_code` too."""
+    body = unwrap(body)
+    if not isinstance(body, dict) or any(body.get(k) for k in _ID_KEYS):
+        return None
+    detail = body.get("detail")
+    errorish = isinstance(detail, str) and any(w in detail.lower() for w in _ERROR_WORDS)
+    if not (body.get("error_code") or (isinstance(detail, dict) and detail.get("error_code")) or errorish
+            or (isinstance(body.get("error"), str) and "status" not in body)):
+        return None  # e.g. `{"detail": "Character deleted"}`: a plain success message
+    code, message, _ = parse_error(body)
+    low = message.lower()
+    status = _CODE_STATUS.get(code or "")
+    if status is None:
+        status = 402 if "credit" in low else 401 if ("api key" in low or "authoriz" in low) else 400
+    return error_for(status, body)
 
 
 def error_code(error: BaseException) -> str | None:

@@ -242,3 +242,66 @@ async def test_results_lost_from_the_spool_are_fetched_again_then_delivered(stor
     assert final.state is JobState.DONE and delivery.delivered == [job.id]
     assert [a.filename for a in final.artifacts] == ["echo.txt"] and final.artifacts[0].path != vanished.path
     await provider.close()
+
+
+async def test_an_unfinished_reconcile_means_look_again_never_submit_again(store, tmp_path):
+    from datetime import timedelta
+
+    from bot.providers.base import ReconcileUnknown
+
+    remote = EchoRemote()
+    provider = echo_provider(remote)
+    answers = iter([ReconcileUnknown("pages left", retry_after=45), "found-it"])
+    submitted: list[str] = []
+
+    async def reconcile(job):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def submit(job):
+        submitted.append(job.id)
+        return "new", {}
+
+    provider.reconcile, provider.submit = reconcile, submit
+    clock = Clock()
+    job = await store.create_job(make_job(state=JobState.UPLOADING, provider_data={"_uploaded": True},
+                                          submit_intent_at=clock.now - timedelta(minutes=5),
+                                          deadline_at=clock.now + timedelta(hours=1)))
+    delivery = FakeDelivery()
+    runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool", clock=clock)
+    await runner._drive(job)
+    later = await store.get_job(job.id)
+    assert later.state is JobState.UPLOADING and later.submit_intent_at is not None and later.attempts == 0
+    assert (later.next_run_at - clock.now).total_seconds() >= 44 and delivery.failures == []
+    clock.advance(45)
+    await runner._drive(later)
+    final = await store.get_job(job.id)
+    assert final.state is JobState.SUBMITTED and final.remote_id == "found-it" and submitted == []
+    await provider.close()
+
+
+async def test_an_unknown_submission_past_the_deadline_fails_saying_it_may_exist(store, tmp_path):
+    from datetime import timedelta
+
+    from bot.providers.base import ReconcileUnknown
+
+    remote = EchoRemote()
+    provider = echo_provider(remote)
+
+    async def reconcile(job):
+        raise ReconcileUnknown("The list could not be read; it may still have been charged.")
+
+    provider.reconcile = reconcile
+    clock = Clock()
+    job = await store.create_job(make_job(state=JobState.UPLOADING, provider_data={"_uploaded": True},
+                                          submit_intent_at=clock.now - timedelta(hours=2),
+                                          deadline_at=clock.now - timedelta(minutes=1)))
+    delivery = FakeDelivery()
+    runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool", clock=clock)
+    await runner._drive(job)
+    final = await store.get_job(job.id)
+    assert final.state is JobState.FAILED and delivery.failures == [job.id]
+    assert "may still have been charged" in final.last_error
+    await provider.close()

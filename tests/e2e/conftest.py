@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.net import Net
 from sandbox.discord import DiscordEmulator
 from tests.e2e.harness import BotHarness
 from tests.support.echo import EchoProvider, EchoRemote
+from tests.support.policy import sandbox_net
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def echo_options() -> dict:
 
 @pytest.fixture
 async def harness(emu, tmp_path, remote, echo_options):
-    h = BotHarness(emu, tmp_path, lambda: {"echo": EchoProvider(remote, Net(), **echo_options)})
+    h = BotHarness(emu, tmp_path, lambda: {"echo": EchoProvider(remote, sandbox_net(emu), **echo_options)})
     await h.start()
     yield h
     await h.stop()

@@ -14,12 +14,12 @@ from playwright.async_api import async_playwright, expect
 
 from bot.config import Vid2SceneSettings
 from bot.demo.transcript import write_transcript
-from bot.net import Net
 from bot.providers.vid2scene import Vid2SceneProvider
 from sandbox.console import Console
 from sandbox.media import make_video
 from sandbox.vid2scene import Vid2SceneSandbox
 from tests.e2e.harness import BotHarness
+from tests.support.policy import sandbox_net
 
 CHROMIUM = Path("/usr/bin/chromium")
 # training outlasts Discord's 5 edits per 5 s, so progress edits reach the card
@@ -60,7 +60,7 @@ async def splat_bot(emu, tmp_path):
     section = Vid2SceneSettings(api_key=env["VID2SCENE_API_KEY"], base_url=env["VID2SCENE_BASE_URL"],
                                 poll_min_seconds=0.05, poll_max_seconds=0.2)
     # a 1 MB upload limit: the PLY does not fit and comes as a Download button
-    h = BotHarness(emu, tmp_path, lambda: {"vid2scene": Vid2SceneProvider(section, Net())},
+    h = BotHarness(emu, tmp_path, lambda: {"vid2scene": Vid2SceneProvider(section, sandbox_net(service, emu))},
                    extensions=("cogs.jobs", "cogs.splat"), status_edit_seconds=0.2, upload_limit_mb=1.0)
     await h.start()
     yield h

@@ -17,6 +17,7 @@ from tests.e2e.helpers import (
     wait_job_state,
     wait_result,
 )
+from tests.support.policy import sandbox_net
 
 
 async def test_command_is_acked_fast_status_moves_and_result_posts_once(emu, harness, users, remote, echo_options):
@@ -185,13 +186,12 @@ async def test_input_refused_by_the_provider_is_explained(emu, harness, users):
 
 
 async def test_job_stuck_upstream_fails_at_its_deadline(emu, tmp_path, remote, users):
-    from bot.net import Net
     from bot.providers.base import ProviderLimits
     from tests.e2e.harness import BotHarness
     from tests.support.echo import EchoProvider
 
     limits = ProviderLimits(poll_min=0.05, poll_max=0.1, deadlines={"echo": 1.0})
-    h = BotHarness(emu, tmp_path, lambda: {"echo": EchoProvider(remote, Net(), limits=limits, running_polls=10_000)})
+    h = BotHarness(emu, tmp_path, lambda: {"echo": EchoProvider(remote, sandbox_net(emu), limits=limits, running_polls=10_000)})
     await h.start()
     try:
         job_id = await run_echo(emu, users["alice"], "forever")

@@ -10,12 +10,12 @@ import pytest
 
 from bot.config import ScenarioSettings
 from bot.models import JobState
-from bot.net import Net
 from bot.providers.scenario import ScenarioProvider
 from sandbox.media import image_bytes, make_video
 from sandbox.scenario import ScenarioSandbox
 from tests.e2e.harness import BotHarness
 from tests.e2e.helpers import job_id_of, result_messages, status_message, wait_job_state
+from tests.support.policy import sandbox_net
 
 INSTRUCTION = "each person separately, then the background"
 
@@ -41,7 +41,7 @@ async def harness(emu, tmp_path, scenario, bot_options):
                                 base_url=env["SCENARIO_BASE_URL"], poll_min_seconds=0.05, poll_max_seconds=0.2)
 
     def providers():
-        prov = ScenarioProvider(settings, Net())
+        prov = ScenarioProvider(settings, sandbox_net(scenario, emu))
         prov.upload_poll_seconds = 0.05
         prov.reconcile_settle_seconds = 1.0
         prov.api.submit_timeout = 0.5

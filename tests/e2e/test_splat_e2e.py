@@ -9,13 +9,13 @@ import pytest
 
 from bot.config import Vid2SceneSettings
 from bot.models import JobState
-from bot.net import Net
 from bot.providers import vid2scene as v2s
 from bot.providers.vid2scene import Vid2SceneProvider
 from sandbox.media import image_bytes, make_large_file, make_video
 from sandbox.vid2scene import Vid2SceneSandbox
 from tests.e2e.harness import BotHarness
 from tests.e2e.helpers import field, job_id_of, result_messages, status_message, wait_job_state, wait_result
+from tests.support.policy import sandbox_net
 
 QUICK = {"queue_seconds": 0.8, "pickup_seconds": 0.05, "processing_seconds": 0.3, "training_seconds": 2.0,
          "download_url_ttl": 1.5}
@@ -51,7 +51,7 @@ async def splat_bot(emu, tmp_path, v2s_sandbox, bot_options, deadline):
                                 poll_min_seconds=0.05, poll_max_seconds=0.2, deadline_minutes=deadline)
     # edits paced for the sandbox's short queue (Discord's 5 per 5 s per channel still applies)
     options = {"status_edit_seconds": 0.2, **bot_options}
-    h = BotHarness(emu, tmp_path, lambda: {"vid2scene": Vid2SceneProvider(section, Net())},
+    h = BotHarness(emu, tmp_path, lambda: {"vid2scene": Vid2SceneProvider(section, sandbox_net(v2s_sandbox, emu))},
                    extensions=("cogs.jobs", "cogs.splat"), **options)
     await h.start()
     yield h
@@ -112,9 +112,19 @@ async def test_create_shows_queue_and_progress_posts_spz_and_preview_once_and_ma
                           json={"blob_name": outside, "title": "From the website"},
                           headers={"Authorization": f"Api-Key {v2s_sandbox.api_key}"}) as resp:
             assert resp.status == 201
+            foreign = (await resp.json())["job_id"]
+    # ... but it has no recorded owner, so only a server manager sees and handles it
     listing = await (await emu.slash("splat list", user=users["alice"])).wait_reply()
-    assert "Desk orbit" in listing.content and "From the website" in listing.content
-    assert "made outside this bot" in listing.content and listing.ephemeral
+    assert "Desk orbit" in listing.content and "From the website" not in listing.content and listing.ephemeral
+    managed = await (await emu.slash("splat list", user=users["mod"])).wait_reply()
+    assert "From the website" in managed.content and "made outside this bot" in managed.content
+    for command, extra in (("splat info", {}), ("splat download", {}), ("splat rename", {"title": "mine"}),
+                           ("splat visibility", {"public": True}), ("splat delete", {})):
+        nope = await (await emu.slash(command, user=users["alice"], options={"scene": foreign, **extra})).wait_reply()
+        assert "only a server manager" in nope.content and nope.ephemeral, command
+    assert v2s_sandbox.jobs[foreign].title == "From the website" and v2s_sandbox.jobs[foreign].public is False
+    seen = await (await emu.slash("splat info", user=users["mod"], options={"scene": foreign})).wait_reply()
+    assert seen.embeds and field(seen, "Owner") == "made outside this bot"
 
     choices = await emu.autocomplete("splat info", focused="scene", value="desk", user=users["alice"])
     assert [c["value"] for c in choices] == [scene]

@@ -8,12 +8,12 @@ import pytest
 
 from bot.config import ViggleSettings
 from bot.models import JobState
-from bot.net import Net
 from bot.providers.viggle import ViggleProvider
 from sandbox.media import image_bytes, make_video
 from sandbox.viggle import ViggleSandbox
 from tests.e2e.harness import BotHarness
 from tests.e2e.helpers import field, job_id_of, result_messages, status_message, wait_job_state, wait_result
+from tests.support.policy import sandbox_net
 
 GROUP_DANCE = "1c9e7a52-3f6b-4d8a-b2e1-0f9d8c7b6a54"
 
@@ -33,7 +33,7 @@ async def bot(emu, tmp_path, viggle):
     # Discord's per-channel limits still apply, in short windows so the test stays quick
     for bucket in ("message_create", "message_edit"):
         emu.rate_limits.set(bucket, limit=5, per=0.5)
-    h = BotHarness(emu, tmp_path, lambda: {"viggle": ViggleProvider(settings, Net())},
+    h = BotHarness(emu, tmp_path, lambda: {"viggle": ViggleProvider(settings, sandbox_net(viggle, emu))},
                    extensions=("cogs.jobs", "cogs.viggle"), status_edit_seconds=0.15)
     await h.start()
     yield h

@@ -13,8 +13,7 @@ import pytest
 
 from bot.config import ScenarioSettings
 from bot.models import Job, JobState, RemotePhase
-from bot.net import Net
-from bot.providers.base import AuthFailed, InputRejected, RateLimited, Transient
+from bot.providers.base import AuthFailed, InputRejected, RateLimited, ReconcileUnknown, Transient
 from bot.providers.scenario import ScenarioProvider
 from bot.providers.scenario_api import safe_message
 from bot.providers.scenario_layers import download_key, layer_filename
@@ -22,6 +21,7 @@ from bot.providers.scenario_upload import MIB, S3_MAX_PARTS, S3_MIN_PART, plan_p
 from sandbox.media import image_bytes, make_video
 from sandbox.scenario import ScenarioSandbox
 from tests.support.file_host import FileHost
+from tests.support.policy import sandbox_net
 
 # -- pure parts ------------------------------------------------------------------------------------
 
@@ -75,11 +75,11 @@ async def cdn(tmp_path):
 
 
 @pytest.fixture
-async def provider(sandbox):
+async def provider(sandbox, cdn):
     env = sandbox.env_lines()
     settings = ScenarioSettings(api_key=env["SCENARIO_API_KEY"], api_secret=env["SCENARIO_API_SECRET"],
                                 base_url=env["SCENARIO_BASE_URL"], poll_min_seconds=0.05, poll_max_seconds=0.2)
-    prov = ScenarioProvider(settings, Net())
+    prov = ScenarioProvider(settings, sandbox_net(sandbox, cdn))
     prov.upload_poll_seconds = 0.05
     prov.reconcile_settle_seconds = 0.0
     yield prov
@@ -200,7 +200,7 @@ async def test_5xx_on_generate_is_transient_and_reconcile_says_not_created(provi
         await provider.submit(job)
     assert sandbox.paid_jobs == 0
     provider.reconcile_settle_seconds = 30.0
-    with pytest.raises(RateLimited):  # too soon to be sure: look again later, do not resubmit yet
+    with pytest.raises(ReconcileUnknown):  # too soon to be sure: look again later, do not resubmit yet
         await provider.reconcile(job)
     provider.reconcile_settle_seconds = 0.0
     assert await provider.reconcile(job) is None
@@ -238,7 +238,7 @@ async def test_concurrency_limit_is_rate_limited(provider, sandbox, cdn, tmp_pat
 
 async def test_wrong_credentials_fail_the_check(sandbox):
     settings = ScenarioSettings(api_key="k", api_secret="wrong", base_url=sandbox.base_url + "/v1")
-    prov = ScenarioProvider(settings, Net())
+    prov = ScenarioProvider(settings, sandbox_net(sandbox))
     try:
         with pytest.raises(AuthFailed) as info:
             await prov.check()

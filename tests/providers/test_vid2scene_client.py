@@ -9,13 +9,13 @@ import pytest
 
 from bot.config import Vid2SceneSettings
 from bot.models import Job, JobState, RemotePhase
-from bot.net import Net
 from bot.providers import vid2scene as v2s
 from bot.providers.base import AuthFailed, InputRejected, NotFound, OutOfCredits, Transient, job_marker
 from bot.providers.vid2scene import Vid2SceneProvider
 from sandbox.discord import DiscordEmulator
 from sandbox.media import image_bytes, make_video
 from sandbox.vid2scene import Vid2SceneSandbox
+from tests.support.policy import sandbox_net
 
 AZURE_AUTH_FAILED = ('<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthenticationFailed</Code>'
                      '<Message>Signature not valid in the specified time frame.</Message></Error>')
@@ -44,11 +44,11 @@ async def sandbox(knobs):
 
 
 @pytest.fixture
-async def provider(sandbox):
+async def provider(sandbox, cdn):
     env = sandbox.env_lines()
     settings = Vid2SceneSettings(api_key=env["VID2SCENE_API_KEY"], base_url=env["VID2SCENE_BASE_URL"],
                                  poll_min_seconds=0.05, poll_max_seconds=0.2)
-    p = Vid2SceneProvider(settings, Net())
+    p = Vid2SceneProvider(settings, sandbox_net(sandbox, cdn))
     yield p
     await p.close()
 

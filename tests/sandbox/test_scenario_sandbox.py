@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -154,7 +155,8 @@ async def test_auth_basic_bearer_and_401(sb: ScenarioSandbox):
             async with s.get(sb.base_url + "/v1/jobs/job_x", headers=headers) as r:
                 assert r.status == 404 and r.content_type == "application/json"
     assert sb.env_lines() == {"SCENARIO_BASE_URL": sb.base_url + "/v1", "SCENARIO_API_KEY": sb.api_key,
-                              "SCENARIO_API_SECRET": sb.api_secret}
+                              "SCENARIO_API_SECRET": sb.api_secret,
+                              "SCENARIO_ALLOWED_HOSTS": json.dumps([sb.urls["s3"][7:], sb.urls["cdn"][7:]])}
 
 
 async def test_cooldown_429_and_5xx_faults(sb, http):

@@ -490,4 +490,5 @@ async def test_rate_limit_and_server_error_faults(svc, http):
     async with http.get(api(svc, "jobs/"), headers=auth(svc)) as r:
         assert r.status == 200
     assert (await submit(svc, http, blob_name="x"))[0] == 500
-    assert svc.env_lines() == {"VID2SCENE_BASE_URL": f"{svc.base_url}/api/v1", "VID2SCENE_API_KEY": svc.api_key}
+    assert svc.env_lines() == {"VID2SCENE_BASE_URL": f"{svc.base_url}/api/v1", "VID2SCENE_API_KEY": svc.api_key,
+                               "VID2SCENE_ALLOWED_HOSTS": f'["{svc.urls["blob"][7:]}"]'}

@@ -169,7 +169,8 @@ async def test_credits_and_env_lines(make_viggle, http):
     svc = await make_viggle(credits=42.5, api_key="sk-other")
     status, body = await call(http, "GET", f"{svc.base_url}/api/credits", headers={"Authorization": "Bearer sk-other"})
     assert status == 200 and body["balance"] == 42.5 and body["updated_at"].endswith("Z")
-    assert svc.env_lines() == {"VIGGLE_BASE_URL": svc.base_url, "VIGGLE_API_KEY": "sk-other"}
+    assert svc.env_lines() == {"VIGGLE_BASE_URL": svc.base_url, "VIGGLE_API_KEY": "sk-other",
+                               "VIGGLE_ALLOWED_HOSTS": f'["{svc.urls["cdn"][7:]}"]'}
     svc.set_credits(3)
     assert svc.credits == 3
 

@@ -1,0 +1,33 @@
+"""`python -m bot check` against a Scenario sandbox whose refusal quotes the bot's Basic auth
+header and key: the operator's terminal shows the words, never the secrets."""
+
+from __future__ import annotations
+
+import base64
+
+from bot.checks import run_checks
+from bot.config import ScenarioSettings, Settings
+from sandbox.scenario import ScenarioSandbox
+
+
+async def test_check_masks_every_form_of_the_key_pair(tmp_path, capsys):
+    sandbox = ScenarioSandbox(workdir=tmp_path / "scenario")
+    await sandbox.start()
+    try:
+        basic = base64.b64encode(f"{sandbox.api_key}:{sandbox.api_secret}".encode()).decode()
+        sandbox.faults.add("GET", r"^/v1/jobs", status=403, times=None,
+                           body={"reason": f"Authorization Basic {basic} (key {sandbox.api_key}, secret "
+                                           f"{sandbox.api_secret}) has no access to this team"})
+        env = sandbox.env_lines()
+        settings = Settings(database_path=tmp_path / "bot.db", scenario=ScenarioSettings(
+            api_key=env["SCENARIO_API_KEY"], api_secret=env["SCENARIO_API_SECRET"],
+            base_url=env["SCENARIO_BASE_URL"], allowed_hosts=env["SCENARIO_ALLOWED_HOSTS"]))
+        assert await run_checks(settings) is False
+    finally:
+        await sandbox.stop()
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("scenario:"))
+    assert "FAILED" in line and "has no access to this team" in line and "***" in line
+    for secret in (basic, sandbox.api_key, sandbox.api_secret):
+        assert secret not in out
+    assert len(sandbox.requests_to(r"^/v1/jobs", "GET")) >= 1
