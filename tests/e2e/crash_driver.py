@@ -167,7 +167,7 @@ class Driver:
                 lc.job_id = match.group(1)
                 break
             if self.generation == generation and self.up.is_set():
-                lc.refusal = "no answer within 30 s while the bot was up"
+                lc.refusal = "no answer (or \"This interaction failed\") while the bot was up"
                 return
             await self.up.wait()  # the kill took the answer: was the job stored before it?
             row = await self.find_job(lc)
