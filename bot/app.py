@@ -65,7 +65,7 @@ class VideoBot(commands.Bot):
                              max_attempts=self.settings.max_attempts)
         self.jobs = JobService(self.store, self.runner, self.delivery, self.providers,
                                max_per_user=self.settings.max_jobs_per_user,
-                               max_per_guild=self.settings.max_jobs_per_guild)
+                               max_per_guild=self.settings.max_jobs_per_guild, cooldowns=self.settings.cooldowns)
         self.add_dynamic_items(JobButton)
         for name in self._extensions:
             if importlib.util.find_spec(name) is not None:

@@ -38,7 +38,7 @@ def job_buttons(job: Job) -> discord.ui.View | None:
     if job.state.is_terminal or job.state is JobState.DELIVERING:
         return None
     view = discord.ui.View(timeout=None)
-    if not job.cancel_requested:
+    if not job.cancel_requested and job.cancel_refused_at is None:
         view.add_item(JobButton("cancel", job.id))
     view.add_item(JobButton("refresh", job.id))
     return view

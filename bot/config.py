@@ -16,6 +16,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 MIB = 1024 * 1024
 
+#: per-user cooldowns of commands that call a provider: paid jobs longer, free look-ups short
+DEFAULT_COOLDOWNS: dict[str, float] = {
+    "viggle character": 20, "viggle scene": 20, "viggle template": 20, "viggle render": 30, "viggle mix": 30,
+    "viggle credits": 5, "splat create": 30, "splat list": 5, "splat info": 3, "splat rename": 5,
+    "splat visibility": 5, "splat delete": 5, "splat download": 10, "layers": 30,
+}
+
 
 def _section(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore", case_sensitive=False)
@@ -146,6 +153,8 @@ class Settings(BaseSettings):
     max_jobs_per_guild: int = Field(20, ge=1, le=1000)
     status_edit_seconds: float = Field(5.0, ge=0)
     max_attempts: int = Field(8, ge=1, le=100)
+    #: seconds between two uses of a command by one user (JSON by command name; 0 switches one off)
+    cooldowns: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_COOLDOWNS))
     log_level: str = "INFO"
 
     viggle: ViggleSettings = Field(default_factory=ViggleSettings)
@@ -155,6 +164,17 @@ class Settings(BaseSettings):
     @property
     def upload_limit_bytes(self) -> int:
         return int(self.upload_limit_mb * MIB)
+
+    @field_validator("cooldowns")
+    @classmethod
+    def _cooldowns_over_defaults(cls, value: dict[str, float]) -> dict[str, float]:
+        """Setting one command's cooldown keeps the others' defaults; "*" sets every command's."""
+        for command, seconds in value.items():
+            if not 0 <= seconds <= 86400:
+                raise ValueError(f"cooldown for {command!r} must be between 0 and 86400 seconds")
+        named = {" ".join(k.lower().split()): v for k, v in value.items()}
+        base = dict.fromkeys(DEFAULT_COOLDOWNS, named["*"]) if "*" in named else dict(DEFAULT_COOLDOWNS)
+        return {**base, **named}
 
     @field_validator("log_level")
     @classmethod

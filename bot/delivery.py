@@ -1,9 +1,11 @@
 """What users see of a job: the status message (edited in place, throttled) and the results
 (new messages replying to it, posted exactly once even across crashes).
 
-Exactly once: each result message carries a nonce derived from the job and its index, and Discord
-returns the earlier message for a repeated nonce; after a long outage (beyond the nonce window) we
-first look through the channel for our own earlier result message before sending again.
+Exactly once: each message (status card, results, notices) carries a nonce derived from the job,
+and Discord returns the earlier message for a repeated nonce; after a long outage (beyond the nonce
+window) we first look through the channel for our own earlier message before sending again. The
+split of results into messages is fixed when delivery starts and stored with the job, so a resend
+after a restart posts exactly the messages that were planned.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ def status_embed(job: Job, provider_name: str) -> discord.Embed:
         embed.add_field(name="ETA", value=f"<t:{int(job.eta.timestamp())}:R>", inline=True)
     if job.state is JobState.FAILED and job.last_error:
         embed.add_field(name="Reason", value=quiet(job.last_error)[:1000], inline=False)
+    if job.state.is_live and job.cancel_refused_at is not None:
+        embed.add_field(name="Cancel refused", value=f"{provider_name} would not stop this job: it keeps running "
+                        "and counts toward your job limit until it ends. Its results will be posted here, since "
+                        "they are paid for.", inline=False)
     if job.state is JobState.CANCELLED and job.last_error:
         embed.add_field(name="Note", value=quiet(job.last_error)[:1000], inline=False)
     embed.add_field(name="Owner", value=f"<@{job.owner_id}>", inline=True)
@@ -93,6 +99,17 @@ def result_nonce(job: Job, index: int) -> str:
     return hashlib.sha256(f"{job.id}:{index}".encode()).hexdigest()[:25]
 
 
+def card_nonce(job: Job, replaces: int | None = None) -> str:
+    """The status card's nonce; a card that replaces a deleted or too-old one gets its own."""
+    key = f"{job.id}:card" + (f":{replaces}" if replaces else "")
+    return hashlib.sha256(key.encode()).hexdigest()[:25]
+
+
+def shows_job(message: discord.Message, job_id: str) -> bool:
+    """Whether a message is a job's status card: an embed naming the job (in its footer)."""
+    return any(job_id in ((e.footer.text or "") if e.footer else "") for e in message.embeds)
+
+
 def owner_only(owner_id: int) -> discord.AllowedMentions:
     return discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(owner_id)],
                                    replied_user=False)
@@ -109,6 +126,24 @@ class MessagePlan:
     @property
     def size(self) -> int:
         return sum(a.size for a in self.files)
+
+    def to_json(self, artifacts: tuple[Artifact, ...]) -> dict:
+        """Files by position and name in the job's artifacts (paths change when re-collected)."""
+        index = {id(a): i for i, a in enumerate(artifacts)}
+        return {"files": [[index.get(id(a), -1), a.filename] for a in self.files], "notes": list(self.notes),
+                "downloads": [list(d) for d in self.downloads]}
+
+    @classmethod
+    def from_json(cls, data: dict, artifacts: tuple[Artifact, ...]) -> MessagePlan:
+        plan = cls(notes=list(data.get("notes", [])), downloads=[(d[0], d[1]) for d in data.get("downloads", [])])
+        for position, name in data.get("files", []):
+            art = (artifacts[position] if 0 <= position < len(artifacts) and artifacts[position].filename == name
+                   else next((a for a in artifacts if a.filename == name), None))
+            if art is not None:
+                plan.files.append(art)
+            else:
+                plan.notes.append(f"{name} is no longer available.")
+        return plan
 
 
 def _mib(size: int) -> str:
@@ -201,37 +236,70 @@ class Delivery:
         if not force and self.edit_wait(job) > 0:
             return job
         now = utcnow()
-        if job.status_message_id is None and now - job.created_at < STATUS_GRACE:
+        if job.status_message_id is None and now - job.created_at < STATUS_GRACE and job.state.is_live:
             return job  # the command is still posting the card itself
         channel = self.client.get_partial_messageable(job.channel_id)
         message_id = job.status_message_id
         try:
             if message_id is None:
-                message_id = (await self._post_card(channel, embed, view)).id
+                message_id = (await self.post_card(job, channel, embed, view)).id
             else:
                 await channel.get_partial_message(message_id).edit(embed=embed, view=view)
         except discord.NotFound:  # someone deleted the card: post a new one
-            message_id = (await self._post_card(channel, embed, view)).id
+            message_id = (await self.post_card(job, channel, embed, view, replaces=message_id)).id
         except discord.HTTPException as exc:
             if exc.code != 30046:
                 raise
             if not job.state.is_terminal:  # too many edits to an old message: skip progress edits
                 log.info("job %s: status message is too old to edit again", job.id)
             else:  # but the end must be seen: a fresh card
-                message_id = (await self._post_card(channel, embed, view)).id
+                message_id = (await self.post_card(job, channel, embed, view, replaces=message_id)).id
         await self.store.record_status(job.id, message_id=message_id, fingerprint=fp, edited_at=now)
         return job.evolve(status_message_id=message_id, status_fingerprint=fp, status_edited_at=now)
 
-    async def _post_card(self, channel: discord.PartialMessageable, embed: discord.Embed,
-                         view: discord.ui.View | None) -> discord.Message:
-        return await channel.send(embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none())
+    async def show_final(self, job: Job) -> bool:
+        """Make the card show the job's end; True once it does (a chore of a finished job)."""
+        shown = await self.sync_status(job)
+        return shown.status_fingerprint == self.status_payload(job)[2]
+
+    async def post_card(self, job: Job, channel: discord.abc.Messageable, embed: discord.Embed,
+                        view: discord.ui.View | None, *, replaces: int | None = None,
+                        update: bool = True) -> discord.Message:
+        """Post the status card once: with the job's nonce, Discord hands back a card already
+        posted (by the command, or before a crash); past the nonce window the channel is searched
+        for it. An adopted card that shows something else is brought up to date, unless `update`
+        is off (the command's first post must never overwrite a newer state the runner showed)."""
+        message = None
+        if replaces is None and utcnow() - job.created_at > NONCE_WINDOW:
+            message = await self._find_own(job, channel, job.created_at, lambda m: shows_job(m, job.id))
+        if message is None:
+            message = await channel.send(embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none(),
+                                         nonce=card_nonce(job, replaces))
+        shown = message.embeds[0] if message.embeds else None
+        if update and (shown is None or fingerprint(job, shown) != fingerprint(job, embed)):
+            log.info("job %s: adopted its earlier status card", job.id)
+            try:
+                message = await message.edit(embed=embed, view=view)
+            except discord.HTTPException as exc:
+                if exc.code != 30046:
+                    raise
+                # too old to edit again: a fresh card, with a nonce of its own
+                message = await channel.send(embed=embed, view=view, nonce=card_nonce(job, message.id),
+                                             allowed_mentions=discord.AllowedMentions.none())
+        return message
 
     async def deliver(self, job: Job) -> Job:
-        """Post every result message not yet recorded; record each id right after sending."""
-        plans = plan_messages(job.artifacts, self.limit_for(job))
+        """Post every result message not yet recorded; record each id right after sending. The
+        plan is made and stored on the first try and reused after that, so a restart (or a
+        changed upload limit) cannot split the results differently from what was posted."""
         now = utcnow()
-        if job.delivery_started_at is None:
+        if job.delivery_plan is None:
+            planned = plan_messages(job.artifacts, self.limit_for(job))
+            job = await self.store.update(job, delivery_plan=[p.to_json(job.artifacts) for p in planned],
+                                          delivery_started_at=job.delivery_started_at or now)
+        elif job.delivery_started_at is None:
             job = await self.store.update(job, delivery_started_at=now)
+        plans = [MessagePlan.from_json(d, job.artifacts) for d in job.delivery_plan or []]
         sent = list(job.result_message_ids)
         channel = self.client.get_partial_messageable(job.channel_id)
         if len(sent) < len(plans) and now - job.delivery_started_at > NONCE_WINDOW:
@@ -248,6 +316,9 @@ class Delivery:
     def _content(self, job: Job, plan: MessagePlan, index: int, total: int) -> str:
         part = f" (part {index + 1}/{total})" if total > 1 else ""
         lines = [f"<@{job.owner_id}> your {self.provider_name(job)} {job.kind} is ready{part} · job `{job.id}`"]
+        if job.cancel_refused_at is not None and index == 0:
+            lines.append(f"{self.provider_name(job)} would not cancel it, so it ran to the end and was paid for: "
+                         "here are its results.")
         lines += [f"• {plain(a.filename)}: {quiet(a.description)}" for a in plan.files if a.description]
         lines += [quiet(n) for n in plan.notes]
         return "\n".join(lines)[:MAX_CONTENT]
@@ -300,14 +371,41 @@ class Delivery:
         return recovered
 
     async def notify_failure(self, job: Job) -> None:
-        """A short reply pinging the owner, so a failure is not missed."""
-        channel = self.client.get_partial_messageable(job.channel_id)
-        reference = (discord.MessageReference(message_id=job.status_message_id, channel_id=job.channel_id,
-                                              fail_if_not_exists=False) if job.status_message_id else None)
+        """A short reply pinging the owner, so a failure is not missed (posted once)."""
         text = f"<@{job.owner_id}> your {self.provider_name(job)} {job.kind} failed · job `{job.id}`\n"
         text += quiet(job.last_error or "Unknown error.")
+        await self._notice_once(job, text, f"failed · job `{job.id}`", 99, job.finished_at)
+
+    async def notify_cancel_refused(self, job: Job) -> None:
+        """Tell the owner a cancel did not stop the remote job, and what happens now."""
+        name = self.provider_name(job)
+        text = (f"<@{job.owner_id}> {name} would not stop your {job.kind} · job `{job.id}`\n"
+                f"It keeps running at {name} and still counts toward your job limit until it ends. "
+                "Its results will be posted here when ready, since they are paid for.")
+        await self._notice_once(job, text, f"would not stop your {job.kind} · job `{job.id}`", 98,
+                                job.cancel_refused_at)
+
+    async def _notice_once(self, job: Job, text: str, marker: str, index: int, since) -> None:
+        channel = self.client.get_partial_messageable(job.channel_id)
+        since = since or job.created_at
+        if utcnow() - since > NONCE_WINDOW:  # the nonce no longer protects us: look first
+            if await self._find_own(job, channel, since, lambda m: marker in m.content) is not None:
+                return
+        reference = (discord.MessageReference(message_id=job.status_message_id, channel_id=job.channel_id,
+                                              fail_if_not_exists=False) if job.status_message_id else None)
+        await channel.send(text[:MAX_CONTENT], reference=reference, allowed_mentions=owner_only(job.owner_id),
+                           nonce=result_nonce(job, index))
+
+    async def _find_own(self, job: Job, channel: discord.abc.Messageable, since, match) -> discord.Message | None:
+        """Our own message in the channel since `since` that `match`es; None when there is none
+        or the history cannot be read."""
+        if self.client.user is None:
+            return None
+        after = discord.Object(discord.utils.time_snowflake(since - timedelta(minutes=1)))
         try:
-            await channel.send(text[:MAX_CONTENT], reference=reference, allowed_mentions=owner_only(job.owner_id),
-                               nonce=result_nonce(job, 99))
-        except discord.HTTPException:
-            log.warning("job %s: could not post the failure notice", job.id)
+            async for message in channel.history(after=after, limit=500, oldest_first=True):
+                if message.author.id == self.client.user.id and match(message):
+                    return message
+        except discord.Forbidden:
+            log.warning("job %s: cannot read the channel's history to look for earlier messages", job.id)
+        return None

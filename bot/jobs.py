@@ -7,6 +7,7 @@ job, posts the public status message and wakes the runner. Uploads happen later,
 from __future__ import annotations
 
 import logging
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from bot.delivery import Delivery, status_embed
 from bot.models import Job, JobState, utcnow
 from bot.providers.base import Provider, user_message
 from bot.runner import Runner
-from bot.store import LimitReached, Store, new_job_id
+from bot.store import Cooldown, CoolingDown, LimitReached, Store, new_job_id
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,39 @@ def is_manager(interaction: discord.Interaction) -> bool:
 
 class JobService:
     def __init__(self, store: Store, runner: Runner, delivery: Delivery, providers: dict[str, Provider], *,
-                 max_per_user: int, max_per_guild: int) -> None:
+                 max_per_user: int, max_per_guild: int, cooldowns: dict[str, float] | None = None) -> None:
         self.store = store
         self.runner = runner
         self.delivery = delivery
         self.providers = providers
         self.max_per_user = max_per_user
         self.max_per_guild = max_per_guild
+        #: seconds between two uses of a command by one user, by command name ("viggle render")
+        self.cooldowns = dict(cooldowns or {})
+
+    def _cooldown_for(self, interaction: discord.Interaction, fallback: str, *,
+                      named: str | None = None) -> Cooldown | None:
+        command = named or (interaction.command.qualified_name if interaction.command is not None else fallback)
+        seconds = self.cooldowns.get(command, self.cooldowns.get("*", 0.0))
+        return Cooldown(interaction.user.id, command, seconds, utcnow()) if seconds > 0 else None
+
+    @staticmethod
+    def _wait_text(exc: CoolingDown) -> str:
+        seconds = max(1, math.ceil((exc.until - utcnow()).total_seconds()))
+        return (f"You're going too fast: you can use `/{exc.command}` again <t:{math.ceil(exc.until.timestamp())}:R> "
+                f"(in {seconds} s).")
+
+    async def cooldown(self, interaction: discord.Interaction, command: str | None = None) -> None:
+        """Take the user's cooldown for a command that calls a provider (default: the one being
+        run); JobError, saying how long to wait, while it runs. Job commands take theirs in
+        `start`, in the same write as the job."""
+        taken = self._cooldown_for(interaction, command or "", named=command)
+        if taken is None:
+            return
+        try:
+            await self.store.take_cooldown(taken)
+        except CoolingDown as exc:
+            raise JobError(self._wait_text(exc)) from None
 
     def provider(self, name: str, display: str) -> Provider:
         provider = self.providers.get(name)
@@ -91,7 +118,10 @@ class JobService:
                   params=params, created_at=now, updated_at=now, next_run_at=now + FIRST_STEP_DELAY,
                   deadline_at=now + timedelta(seconds=prov.limits.deadline_for(kind)))
         try:
-            job = await self.store.create_job(job, max_per_user=self.max_per_user, max_per_guild=self.max_per_guild)
+            job = await self.store.create_job(job, max_per_user=self.max_per_user, max_per_guild=self.max_per_guild,
+                                              cooldown=self._cooldown_for(interaction, f"{provider} {kind}"))
+        except CoolingDown as exc:
+            raise JobError(self._wait_text(exc)) from None
         except LimitReached as exc:
             if exc.scope == "user":
                 raise JobError(f"You already have {exc.limit} jobs running; wait for one to finish or "
@@ -101,8 +131,9 @@ class JobService:
         embed, view, fp = self.delivery.status_payload(job)
         try:
             await interaction.edit_original_response(content=f"Started job `{job.id}`; progress is shown below.")
-            message = await interaction.followup.send(embed=embed, view=view, wait=True,
-                                                      allowed_mentions=discord.AllowedMentions.none())
+            # with the job's nonce: a card the runner posts after a crash here is this same one
+            channel = self.delivery.client.get_partial_messageable(job.channel_id)
+            message = await self.delivery.post_card(job, channel, embed, view, update=False)
             await self.store.record_status(job.id, message_id=message.id, fingerprint=fp, edited_at=utcnow(),
                                            only_if_unset=True)
         except discord.HTTPException:
@@ -127,6 +158,9 @@ class JobService:
             raise JobError("Only the person who started this job, or a server manager, can cancel it.")
         if job.state.is_terminal:
             return f"Job `{job.id}` is already {job.state}."
+        if job.cancel_refused_at is not None:
+            return (f"{self.delivery.provider_name(job)} would not stop job `{job.id}`: it keeps running there "
+                    "and counts toward your job limit until it ends; its results will be posted here.")
         if job.state in (JobState.COLLECTING, JobState.DELIVERING):
             return (f"Job `{job.id}` has finished and its results are on their way; "
                     "it can no longer be cancelled.")

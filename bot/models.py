@@ -36,6 +36,19 @@ class JobState(enum.StrEnum):
 
 TERMINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
 
+
+class Chore(enum.StrEnum):
+    """Work owed to the user beside the life cycle (an outbox), kept on the job row until done.
+
+    A job's end is written with the chores it brings, in the same write; the runner does each
+    one idempotently and strikes it off, and after a crash the due-work loop finds what is left."""
+
+    CARD = "card"  # the status card shows the final state
+    NOTICE = "notice"  # the failure notice is posted
+    SAVED = "saved"  # the user's provider object is recorded
+    SPOOL = "spool"  # the spool folder is removed
+    CANCEL_REFUSED = "cancel_refused"  # the owner is told the provider would not stop the job
+
 _FORWARD = {
     JobState.ACCEPTED: {JobState.UPLOADING},
     JobState.UPLOADING: {JobState.SUBMITTED},
@@ -181,6 +194,12 @@ class Job:
     status_edited_at: datetime | None = None
     status_fingerprint: str | None = None
     delivery_started_at: datetime | None = None
+    #: chores still owed (see Chore); a finished job is due until this is empty
+    finish_pending: tuple[str, ...] = ()
+    #: how the results are split into messages, fixed when delivery starts (see delivery.plan_messages)
+    delivery_plan: list[dict[str, Any]] | None = None
+    #: the provider would not stop the job: it runs on, counts toward limits and is delivered
+    cancel_refused_at: datetime | None = None
 
     def evolve(self, **changes: Any) -> Job:
         return replace(self, **changes)

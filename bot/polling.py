@@ -74,7 +74,7 @@ def next_poll_delay(
 
 def retry_backoff(attempts: int, *, base: float = 2.0, cap: float = 300.0) -> float:
     """Wait after the n-th failed attempt of a step: 2, 4, 8 … seconds, capped."""
-    return min(cap, base * 2 ** max(0, attempts - 1))
+    return min(cap, base * 2 ** min(max(0, attempts - 1), 32))  # a days-long outage must not overflow
 
 
 @dataclass(slots=True)

@@ -4,6 +4,9 @@ It reads due jobs from the store (so a restart simply continues), runs each job'
 own task under a per-provider concurrency limit, and never lets one job's failure stop the loop.
 The paid step is bracketed: intent is recorded before `submit`, the remote id right after; a job
 found with intent but no id is reconciled with the provider instead of being submitted again.
+After the paid step only the deadline ends a job: passing faults back off and continue.
+Finishing is a step too: a job's end is written with the chores it owes (final card, notice, saved
+object, spool removal), and the same loop does them until none is left, across restarts.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 import discord
 
 from bot.delivery import Delivery
-from bot.models import TRANSITIONS, Job, JobState, RemotePhase, RemoteStatus, utcnow
+from bot.models import TRANSITIONS, Chore, Job, JobState, RemotePhase, RemoteStatus, utcnow
 from bot.polling import PollBounds, eta_seconds, next_poll_delay, retry_backoff
 from bot.providers.base import (
     AuthFailed,
@@ -30,9 +33,10 @@ from bot.providers.base import (
     RateLimited,
     ReconcileUnknown,
     SubmissionUnknown,
+    Transient,
     user_message,
 )
-from bot.store import StaleJob, Store
+from bot.store import StaleJob, Store, looks_like_job_id
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,8 @@ log = logging.getLogger(__name__)
 FINAL_ERRORS = (InputRejected, AuthFailed, OutOfCredits, NotFound, SubmissionUnknown)
 #: errors from a paid call that prove nothing was created (safe to clear the intent)
 NOT_CREATED = (InputRejected, AuthFailed, OutOfCredits, RateLimited)
+#: steps that run after the paid call, on work that exists at the provider
+_PAID_STEPS = (JobState.SUBMITTED, JobState.RUNNING, JobState.COLLECTING)
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -47,6 +53,8 @@ def is_outage(exc: BaseException) -> bool:
     request that will be refused however often it is sent."""
     if isinstance(exc, discord.HTTPException):
         return exc.status >= 500 or exc.status == 429
+    if isinstance(exc, Transient | RateLimited):
+        return True
     import aiohttp
 
     return isinstance(exc, aiohttp.ClientConnectionError | TimeoutError | ConnectionError)
@@ -118,6 +126,10 @@ class Runner:
         await asyncio.gather(*self._status_tasks.values(), return_exceptions=True)
 
     async def _loop(self) -> None:
+        try:
+            await self.sweep_spool()
+        except Exception:
+            log.exception("could not sweep the spool folder")
         while not self._stopping:
             self._wake.clear()
             try:
@@ -137,6 +149,20 @@ class Runner:
             except TimeoutError:
                 pass
 
+    async def sweep_spool(self) -> int:
+        """Remove job folders in the spool that no live job (or owed chore) uses: left by a
+        crash, or by jobs finished before chores were recorded. Returns how many went."""
+        if not self.spool_dir.is_dir():
+            return 0
+        keep = await self.store.live_job_ids()
+        orphans = [p for p in self.spool_dir.iterdir()
+                   if p.is_dir() and looks_like_job_id(p.name) and p.name not in keep]
+        for path in orphans:
+            await asyncio.to_thread(shutil.rmtree, path, True)
+        if orphans:
+            log.info("removed %d orphaned spool folder(s)", len(orphans))
+        return len(orphans)
+
     def _step_done(self, job_id: str) -> None:
         self._inflight.pop(job_id, None)
         self._wake.set()
@@ -144,6 +170,14 @@ class Runner:
     # -- one step -------------------------------------------------------------------------------
     async def _drive(self, job: Job) -> None:
         provider = self.providers.get(job.provider)
+        if job.state.is_terminal:  # only chores are left: they need no provider slot
+            try:
+                await self._do_chores(job, provider)
+            except StaleJob:
+                pass
+            except Exception:
+                log.exception("job %s: could not do its finishing chores", job.id)
+            return
         if provider is None:
             await self._fail(job, f"The {job.provider} service is not configured on this bot any more.")
             return
@@ -161,6 +195,8 @@ class Runner:
                 job = await self._step(job, provider)
                 if job.state.is_live and (job.attempts or job.last_error):
                     job = await self.store.update(job, attempts=0, last_error=None)  # the step worked
+                if job.state.is_live and job.finish_pending:
+                    job = await self._do_chores(job, provider)
             except StaleJob:
                 return  # moved by someone else (a cancel); the next pass reads it afresh
             except RateLimited as exc:
@@ -181,7 +217,8 @@ class Runner:
                     log.warning("job %s: %s step failed: %s", job.id, job.state, exc)
                 else:
                     log.exception("job %s: %s step failed", job.id, job.state)
-                job = await self._after_error(job, user_message(exc, provider.display_name), outage=is_outage(exc))
+                job = await self._after_error(job, user_message(exc, provider.display_name), outage=is_outage(exc),
+                                              poll_max=provider.limits.poll_max)
         self._show_soon(job.id)
 
     def _show_soon(self, job_id: str) -> None:
@@ -217,7 +254,9 @@ class Runner:
 
     async def _step(self, job: Job, provider: Provider) -> Job:
         now = self.clock()
-        if job.cancel_requested and JobState.CANCELLED in TRANSITIONS[job.state]:
+        # a submission whose answer was lost may exist (and be paid): find it first, then stop it
+        unrecorded = job.submit_intent_at is not None and job.remote_id is None
+        if job.cancel_requested and JobState.CANCELLED in TRANSITIONS[job.state] and not unrecorded:
             return await self._cancel(job, provider)
         waiting_on_provider = job.state in (JobState.ACCEPTED, JobState.SUBMITTED, JobState.RUNNING) or (
             job.state is JobState.UPLOADING and job.submit_intent_at is None)
@@ -245,11 +284,7 @@ class Runner:
                     return await self.store.transition(job, JobState.COLLECTING, artifacts=(),
                                                        next_run_at=self.clock())
                 job = await self.delivery.deliver(job)
-                job = await self.store.transition(job, JobState.DONE, detail=None)
-                await self._show(job)  # the final card is part of the step, not left to the updater
-                await self._remember(job, provider)
-                await self._clean(job)
-                return job
+                return await self._end(job, JobState.DONE, provider, detail=None)
         return job
 
     async def _upload_and_submit(self, job: Job, provider: Provider, workdir: Path) -> Job:
@@ -268,7 +303,8 @@ class Runner:
             if remote_id is not None:
                 log.info("job %s: reconciled an earlier submission as %s", job.id, remote_id)
                 return await self.store.transition(job, JobState.SUBMITTED, remote_id=remote_id,
-                                                   next_run_at=self.clock())
+                                                   next_run_at=self.clock(),
+                                                   finish_pending=_with(job, Chore.SAVED))
             job = await self.store.update(job, submit_intent_at=None)
         if not job.provider_data.get("_uploaded"):
             workdir.mkdir(parents=True, exist_ok=True)
@@ -284,11 +320,10 @@ class Runner:
             await self.store.update(job, submit_intent_at=None)
             raise
         delay = provider.limits.poll_min
-        job = await self.store.transition(job, JobState.SUBMITTED, remote_id=remote_id,
-                                          provider_data={**job.provider_data, **data},
-                                          next_run_at=self.clock() + timedelta(seconds=delay))
-        await self._remember(job, provider)
-        return job
+        return await self.store.transition(job, JobState.SUBMITTED, remote_id=remote_id,
+                                           provider_data={**job.provider_data, **data},
+                                           next_run_at=self.clock() + timedelta(seconds=delay),
+                                           finish_pending=_with(job, Chore.SAVED))
 
     async def _poll(self, job: Job, provider: Provider) -> Job:
         status = await provider.poll(job)
@@ -307,11 +342,8 @@ class Runner:
                 reason = f"{reason}\nHint: {status.hint}"
             return await self._fail(job.evolve(**fields), reason)
         if status.phase is RemotePhase.CANCELLED:
-            cancelled = await self.store.transition(job, JobState.CANCELLED, eta=None,
-                                                    last_error=f"Cancelled at {provider.display_name}.")
-            await self._show(cancelled)
-            await self._clean(cancelled)
-            return cancelled
+            return await self._end(job, JobState.CANCELLED, provider, eta=None,
+                                   last_error=f"Cancelled at {provider.display_name}.")
         running_since = job.running_since or (now if status.phase is RemotePhase.RUNNING else None)
         running_for = (now - running_since).total_seconds() if running_since else None
         progress, running_for = self._pace(job, status, now, running_for, fields)
@@ -351,11 +383,16 @@ class Runner:
         return await self.store.update(current, attempts=attempts, last_error=error,
                                        next_run_at=self.clock() + timedelta(seconds=delay))
 
-    async def _after_error(self, job: Job, message: str, *, outage: bool = False) -> Job:
+    async def _after_error(self, job: Job, message: str, *, outage: bool = False, poll_max: float = 300.0) -> Job:
         current = await self.store.get_job(job.id) or job
         if current.state is JobState.DELIVERING and outage:
             # the work is done and paid for: a Discord outage only delays it (backoff capped at 5 min)
             return await self._retry_later(current, retry_backoff(current.attempts + 1), count=True, error=message)
+        if outage and current.remote_id and current.state in _PAID_STEPS:
+            # paid work exists at the provider: an outage only delays it, backing off no further than
+            # the provider's poll interval; the deadline (while waiting) is what ends it, never attempts
+            delay = retry_backoff(current.attempts + 1, cap=poll_max)
+            return await self._retry_later(current, delay, count=True, error=message)
         if current.attempts + 1 >= self.max_attempts:
             return await self._fail(current, f"Gave up after {current.attempts + 1} attempts. {message}")
         return await self._retry_later(current, retry_backoff(current.attempts + 1), count=True, error=message)
@@ -364,26 +401,38 @@ class Runner:
         current = await self.store.get_job(job.id) or job
         if current.state.is_terminal:
             return current
-        failed = await self.store.transition(current, JobState.FAILED, last_error=reason, eta=None,
-                                             progress=job.progress, detail=job.detail)
-        await self._clean(failed)
-        await self._show(failed)
-        await self.delivery.notify_failure(failed)
-        return failed
+        return await self._end(current, JobState.FAILED, self.providers.get(job.provider), last_error=reason,
+                               eta=None, progress=job.progress, detail=job.detail)
+
+    async def _end(self, job: Job, state: JobState, provider: Provider | None, **changes) -> Job:
+        """Write the job's end together with the chores it owes, then do them. A crash after the
+        write leaves them on the row for the next pass, so nothing of the ending is lost."""
+        current = await self.store.get_job(job.id) or job
+        owed = [Chore.CARD]
+        if state is JobState.FAILED:
+            owed.append(Chore.NOTICE)
+        if state is JobState.DONE and current.remote_id:
+            owed.append(Chore.SAVED)
+        owed.append(Chore.SPOOL)
+        ended = await self.store.transition(current, state, finish_pending=_with(current, *owed),
+                                            next_run_at=self.clock(), attempts=0, **changes)
+        return await self._do_chores(ended, provider)
 
     async def _cancel(self, job: Job, provider: Provider) -> Job:
-        note = None
+        refused = None
         if job.remote_id:
             try:
-                note = await provider.cancel(job)
+                refused = await provider.cancel(job)
             except ProviderError as exc:
-                log.info("job %s: remote cancel failed: %s", job.id, exc)
-                note = f"{provider.display_name} could not be told to stop; the job may still finish on their side."
-        cancelled = await self.store.transition(job, JobState.CANCELLED, eta=None,
-                                                last_error=note or "Cancelled on request.")
-        await self._show(cancelled)
-        await self._clean(cancelled)
-        return cancelled
+                refused = str(exc)
+        if refused is not None:
+            # the remote job runs on and will be billed: it keeps its slot, and its results are
+            # delivered since they are paid for; the owner is told so
+            log.info("job %s: %s did not stop the remote job: %s", job.id, provider.display_name, refused)
+            job = await self.store.update(job, cancel_requested=False, cancel_refused_at=self.clock(),
+                                          next_run_at=self.clock(), finish_pending=_with(job, Chore.CANCEL_REFUSED))
+            return job
+        return await self._end(job, JobState.CANCELLED, provider, eta=None, last_error="Cancelled on request.")
 
     async def _deadline(self, job: Job, provider: Provider) -> Job:
         if job.remote_id:
@@ -396,15 +445,57 @@ class Runner:
                                      "so the bot stopped waiting. The job may be stuck on their side; "
                                      "please try again.")
 
-    async def _remember(self, job: Job, provider: Provider) -> None:
-        """Keep the user's provider object (for autocomplete and management commands)."""
-        try:
-            saved = provider.saved_object(job)
-            if saved is not None:
-                await self.store.save_object(saved)
-        except Exception:
-            log.exception("job %s: could not record its saved object", job.id)
+    # -- chores (the outbox) ------------------------------------------------------------------------
+    async def _do_chores(self, job: Job, provider: Provider | None) -> Job:
+        """Do each chore the row owes, striking it off once done. What fails stays owed: a finished
+        job is due again after a backoff; a live one retries at its next step."""
+        job = await self.store.get_job(job.id) or job
+        for name in list(job.finish_pending):
+            try:
+                done = await self._chore(job, name, provider)
+            except asyncio.CancelledError:
+                raise
+            except (discord.NotFound, discord.Forbidden) as exc:  # the channel is gone or closed to us
+                log.warning("job %s: chore %s cannot be done: %s", job.id, name, exc)
+                done = True
+            except Exception as exc:
+                # outages are waited out; anything else is tried a few times, then dropped
+                done = not is_outage(exc) and job.state.is_terminal and job.attempts + 1 >= self.max_attempts
+                log.log(logging.ERROR if done else logging.WARNING, "job %s: chore %s failed%s: %s", job.id, name,
+                        ", giving up on it" if done else ", will try again", exc, exc_info=not is_outage(exc))
+            if done:
+                fresh = await self.store.get_job(job.id) or job
+                job = await self.store.update(fresh, finish_pending=tuple(c for c in fresh.finish_pending if c != name))
+        if job.finish_pending and job.state.is_terminal:
+            attempts = job.attempts + 1
+            job = await self.store.update(job, attempts=attempts,
+                                          next_run_at=self.clock() + timedelta(seconds=retry_backoff(attempts)))
+        return job
+
+    async def _chore(self, job: Job, name: str, provider: Provider | None) -> bool:
+        """One chore, idempotently; True when done (or when it can never be done)."""
+        match name:
+            case Chore.CARD:
+                return await self.delivery.show_final(job)
+            case Chore.NOTICE:
+                await self.delivery.notify_failure(job)
+            case Chore.CANCEL_REFUSED:
+                await self.delivery.notify_cancel_refused(job)
+            case Chore.SAVED:
+                saved = provider.saved_object(job) if provider is not None else None
+                if saved is not None:
+                    await self.store.save_object(saved)
+            case Chore.SPOOL:
+                await self._clean(job)
+            case _:
+                log.warning("job %s: unknown chore %r dropped", job.id, name)
+        return True
 
     async def _clean(self, job: Job) -> None:
         """Drop the job's spool files (large; removed in a thread)."""
         await asyncio.to_thread(shutil.rmtree, self.spool_dir / job.id, True)
+
+
+def _with(job: Job, *chores: Chore) -> tuple[str, ...]:
+    """The job's owed chores plus these, each once, in order."""
+    return tuple(dict.fromkeys([*job.finish_pending, *map(str, chores)]))

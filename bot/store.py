@@ -12,7 +12,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,21 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX saved_owner ON saved_objects (owner_id, provider, kind, updated_at);
     """,
+    # 2: finishing chores (an outbox on the job row), the fixed delivery plan, refused cancels, cooldowns
+    """
+    ALTER TABLE jobs ADD COLUMN finish_pending TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE jobs ADD COLUMN delivery_plan TEXT;
+    ALTER TABLE jobs ADD COLUMN cancel_refused_at REAL;
+    DROP INDEX jobs_due;
+    CREATE INDEX jobs_due ON jobs (next_run_at)
+        WHERE state NOT IN ('done', 'failed', 'cancelled') OR finish_pending <> '[]';
+    CREATE TABLE cooldowns (
+        user_id INTEGER NOT NULL,
+        command TEXT NOT NULL,
+        until REAL NOT NULL,
+        PRIMARY KEY (user_id, command)
+    );
+    """,
 )
 
 
@@ -96,10 +111,30 @@ class LimitReached(RuntimeError):
         self.scope, self.limit = scope, limit
 
 
+class CoolingDown(RuntimeError):
+    """A per-user cooldown refused a command; `until` is when it may be used again."""
+
+    def __init__(self, command: str, until: datetime) -> None:
+        super().__init__(f"{command} is cooling down until {until.isoformat()}")
+        self.command, self.until = command, until
+
+
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    """Take a per-user cooldown in the same write as what it guards."""
+
+    user_id: int
+    command: str
+    seconds: float
+    now: datetime
+
+
 _LIVE = "state NOT IN ('done', 'failed', 'cancelled')"
+#: live jobs, and finished ones that still owe chores (the predicate of the partial index jobs_due)
+_DUE = "(state NOT IN ('done', 'failed', 'cancelled') OR finish_pending <> '[]')"
 
 
-_JSON_FIELDS = {"params", "provider_data"}
+_JSON_FIELDS = {"params", "provider_data", "delivery_plan"}
 _TIME_FIELDS = {f.name for f in fields(Job) if f.name.endswith("_at")} | {"eta", "running_since"}
 _JOB_COLUMNS = [f.name for f in fields(Job)]
 
@@ -117,7 +152,7 @@ def _to_column(name: str, value: Any) -> Any:
         return _ts(value)
     if name in _JSON_FIELDS:
         return json.dumps(value, sort_keys=True)
-    if name == "result_message_ids":
+    if name in ("result_message_ids", "finish_pending"):
         return json.dumps(list(value))
     if name == "artifacts":
         return json.dumps([a.to_json() for a in value])
@@ -136,7 +171,7 @@ def _from_row(row: aiosqlite.Row) -> Job:
             values[name] = _dt(raw)
         elif name in _JSON_FIELDS:
             values[name] = json.loads(raw)
-        elif name == "result_message_ids":
+        elif name in ("result_message_ids", "finish_pending"):
             values[name] = tuple(json.loads(raw))
         elif name == "artifacts":
             values[name] = tuple(Artifact.from_json(a) for a in json.loads(raw))
@@ -149,10 +184,17 @@ def _from_row(row: aiosqlite.Row) -> Job:
     return Job(**values)
 
 
+JOB_ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+
 def new_job_id() -> str:
-    """Short, typeable, unguessable enough for a per-guild id: 8 chars of a-z0-9."""
-    alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
-    return "".join(secrets.choice(alphabet) for _ in range(8))
+    """Short, typeable, unguessable enough for a per-guild id: 8 chars of a-z0-9 (no 0/1/i/l/o)."""
+    return "".join(secrets.choice(JOB_ID_ALPHABET) for _ in range(8))
+
+
+def looks_like_job_id(name: str) -> bool:
+    """Whether a name could be one of ours (spool folders are named by job id)."""
+    return len(name) == 8 and all(c in JOB_ID_ALPHABET for c in name)
 
 
 class Store:
@@ -217,10 +259,11 @@ class Store:
 
     # -- jobs -----------------------------------------------------------------------------------
     async def create_job(self, job: Job, *, max_per_user: int | None = None,
-                         max_per_guild: int | None = None) -> Job:
+                         max_per_guild: int | None = None, cooldown: Cooldown | None = None) -> Job:
         """Insert a new job. With limits, the live jobs of its owner and guild are counted in the
         same write transaction as the insert, so simultaneous commands cannot all pass; raises
-        LimitReached and writes nothing when a limit is full."""
+        LimitReached and writes nothing when a limit is full. A cooldown is taken in the same
+        transaction (CoolingDown when it has not run out), so a job refused for any reason costs none."""
         columns = ", ".join(_JOB_COLUMNS)
         marks = ", ".join("?" for _ in _JOB_COLUMNS)
         async with self.transaction() as db:
@@ -229,9 +272,34 @@ class Store:
             if (max_per_guild is not None and job.guild_id is not None
                     and await self._count_live(db, "guild_id", job.guild_id) >= max_per_guild):
                 raise LimitReached("guild", max_per_guild)
+            if cooldown is not None:  # after the limits: a job refused by them costs no cooldown
+                await self._take_cooldown(db, cooldown)
             await db.execute(f"INSERT INTO jobs ({columns}) VALUES ({marks})",
                              [_to_column(n, getattr(job, n)) for n in _JOB_COLUMNS])
         return job
+
+    async def take_cooldown(self, cooldown: Cooldown) -> None:
+        """Start a per-user cooldown, or raise CoolingDown while the last one runs."""
+        async with self.transaction() as db:
+            await self._take_cooldown(db, cooldown)
+
+    @staticmethod
+    async def _take_cooldown(db: aiosqlite.Connection, c: Cooldown) -> None:
+        """One statement: insert, or move `until` only when it has passed; no row changed means
+        the cooldown still runs (even against another process, as the statement is atomic)."""
+        if c.seconds <= 0:
+            return
+        until = c.now.timestamp() + c.seconds
+        cur = await db.execute(
+            "INSERT INTO cooldowns (user_id, command, until) VALUES (?, ?, ?) "
+            "ON CONFLICT (user_id, command) DO UPDATE SET until = excluded.until WHERE cooldowns.until <= ?",
+            (c.user_id, c.command, until, c.now.timestamp()))
+        if cur.rowcount == 1:
+            return
+        async with db.execute("SELECT until FROM cooldowns WHERE user_id = ? AND command = ?",
+                              (c.user_id, c.command)) as read:
+            row = await read.fetchone()
+        raise CoolingDown(c.command, _dt(row[0]) if row else c.now)
 
     @staticmethod
     async def _count_live(db: aiosqlite.Connection, column: str, value: int) -> int:
@@ -247,9 +315,11 @@ class Store:
     async def _write(self, job: Job, new: Job) -> Job:
         changed = {n: getattr(new, n) for n in _JOB_COLUMNS if getattr(new, n) != getattr(job, n)}
         changed["updated_at"] = new.updated_at
-        # a cancel request makes the job due at once; no step may push that back
+        # a cancel request makes the job due at once; no step may push that back, except the wait
+        # before looking for a submission that may exist unrecorded (it must be found to be stopped)
         assignments = ", ".join(
-            "next_run_at = CASE WHEN cancel_requested = 1 THEN MIN(next_run_at, ?) ELSE ? END"
+            "next_run_at = CASE WHEN cancel_requested = 1 AND (submit_intent_at IS NULL OR remote_id IS NOT NULL) "
+            "THEN MIN(next_run_at, ?) ELSE ? END"
             if n == "next_run_at" else f"{n} = ?" for n in changed)
         params: list[Any] = []
         for n, v in changed.items():
@@ -282,11 +352,10 @@ class Store:
     def due_sql(excluded: int = 0) -> str:
         """The due-jobs query (served by the partial index `jobs_due`)."""
         skip = f"AND id NOT IN ({', '.join('?' for _ in range(excluded))})" if excluded else ""
-        return (f"SELECT * FROM jobs WHERE state NOT IN ('done', 'failed', 'cancelled') "
-                f"AND next_run_at <= ? {skip} ORDER BY next_run_at LIMIT ?")
+        return f"SELECT * FROM jobs WHERE {_DUE} AND next_run_at <= ? {skip} ORDER BY next_run_at LIMIT ?"
 
     async def due_jobs(self, now: datetime, limit: int = 50, exclude: Iterable[str] = ()) -> list[Job]:
-        """Live jobs whose next step is due, oldest due first."""
+        """Live jobs whose next step is due, and finished ones with chores due, oldest due first."""
         excluded = list(exclude)
         async with self._db.execute(self.due_sql(len(excluded)), [_ts(now), *excluded, limit]) as cur:
             return [_from_row(r) for r in await cur.fetchall()]
@@ -294,7 +363,7 @@ class Store:
     async def next_due_at(self, exclude: Iterable[str] = ()) -> datetime | None:
         excluded = list(exclude)
         skip = f"AND id NOT IN ({', '.join('?' for _ in excluded)})" if excluded else ""
-        sql = f"SELECT MIN(next_run_at) FROM jobs WHERE state NOT IN ('done', 'failed', 'cancelled') {skip}"
+        sql = f"SELECT MIN(next_run_at) FROM jobs WHERE {_DUE} {skip}"
         async with self._db.execute(sql, excluded) as cur:
             row = await cur.fetchone()
         return _dt(row[0]) if row and row[0] is not None else None
@@ -323,7 +392,8 @@ class Store:
         """Flag a live job for cancelling and make it due at once; False when it is not live."""
         rowcount = await self._execute_write(
             "UPDATE jobs SET cancel_requested = 1, next_run_at = ?, updated_at = ? "
-            "WHERE id = ? AND state NOT IN ('done', 'failed', 'cancelled', 'collecting', 'delivering')",
+            "WHERE id = ? AND cancel_refused_at IS NULL "
+            "AND state NOT IN ('done', 'failed', 'cancelled', 'collecting', 'delivering')",
             (_ts(now or utcnow()), _ts(utcnow()), job_id))
         return rowcount == 1
 
@@ -336,6 +406,11 @@ class Store:
             f"UPDATE jobs SET status_message_id = COALESCE(?, status_message_id), status_fingerprint = ?, "
             f"status_edited_at = ? WHERE id = ?{guard}", (message_id, fingerprint, _ts(edited_at), job_id))
         return rowcount == 1
+
+    async def live_job_ids(self) -> set[str]:
+        """Ids of jobs that may still use their spool folder (live, or owing chores)."""
+        async with self._db.execute(f"SELECT id FROM jobs WHERE {_DUE}") as cur:
+            return {row[0] for row in await cur.fetchall()}
 
     async def wake(self, job_id: str) -> None:
         """Make a live job due now (a Refresh click)."""

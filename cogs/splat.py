@@ -264,6 +264,7 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             provider = _provider(interaction)
+            await self.bot.jobs.cooldown(interaction)
         except JobError as exc:
             await interaction.followup.send(str(exc), ephemeral=True)
             return
@@ -365,6 +366,7 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
         provider = None
         try:
             provider = _provider(interaction)
+            await self.bot.jobs.cooldown(interaction)
             ref = await _resolve(interaction, scene)
             _check_visible(interaction, ref)
             link = await provider.link(ref.remote_id, kind)
@@ -402,6 +404,7 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
 
     async def _answer(self, interaction: discord.Interaction, run) -> None:
         try:
+            await self.bot.jobs.cooldown(interaction)
             kwargs = await run()
         except JobError as exc:
             kwargs = {"content": str(exc)}

@@ -254,7 +254,9 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
     async def credits(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            balance = await self._provider().credits()
+            provider = self._provider()
+            await self.bot.jobs.cooldown(interaction)
+            balance = await provider.credits()
         except JobError as exc:
             await self._refuse(interaction, str(exc))
             return

@@ -64,3 +64,23 @@ def test_log_records_are_masked(caplog):
     with caplog.at_level(logging.INFO):
         logger.info("calling with key %s", "sk-secret-value")
     assert "sk-secret-value" not in caplog.text and "***" in caplog.text
+
+
+def test_cooldowns_are_set_per_command_over_the_defaults(monkeypatch):
+    from bot.config import DEFAULT_COOLDOWNS
+
+    monkeypatch.setenv("COOLDOWNS", '{"viggle render": 90, "Splat  List": 0}')
+    s = load_settings()
+    assert s.cooldowns["viggle render"] == 90 and s.cooldowns["splat list"] == 0
+    assert s.cooldowns["viggle mix"] == DEFAULT_COOLDOWNS["viggle mix"]
+    monkeypatch.setenv("COOLDOWNS", '{"*": 0, "layers": 45}')  # every command at once, then exceptions
+    s = load_settings()
+    assert s.cooldowns["layers"] == 45 and s.cooldowns["viggle render"] == 0 and s.cooldowns["*"] == 0
+
+
+@pytest.mark.parametrize("value", ['{"viggle render": -1}', "not json"])
+def test_bad_cooldowns_name_the_variable(monkeypatch, value):
+    monkeypatch.setenv("COOLDOWNS", value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "COOLDOWNS" in str(caught.value)

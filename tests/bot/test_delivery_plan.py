@@ -81,3 +81,21 @@ def test_many_links_go_to_further_messages_rather_than_being_cut(tmp_path):
     notes = [n for p in plans for n in p.notes]
     assert len(notes) == 12 and all(n.endswith(">") for n in notes)  # every link whole
     assert all(sum(len(n) + 1 for n in p.notes) <= 1500 for p in plans)
+
+
+def test_a_stored_plan_names_the_same_files_after_they_are_fetched_again(tmp_path):
+    import json
+
+    from bot.delivery import MessagePlan
+
+    arts = [art(tmp_path, f"layer{i}.webm", 1000) for i in range(11)] + [
+        art(tmp_path, "big.ply", 30 * MIB, download_key="ply")]
+    stored = json.loads(json.dumps([p.to_json(tuple(arts)) for p in plan_messages(arts, 10 * MIB)]))
+    again = tmp_path / "again"
+    again.mkdir()
+    refetched = tuple(art(again, a.filename, 10, download_key=a.download_key) for a in arts)  # new paths
+    plans = [MessagePlan.from_json(d, refetched) for d in stored]
+    assert [[a.path for a in p.files] for p in plans] == [[a.path for a in refetched[:10]], [refetched[10].path]]
+    assert plans[0].downloads == [("Download big.ply", "ply")]
+    lost = [MessagePlan.from_json(d, refetched[:3]) for d in stored]
+    assert lost[1].files == [] and lost[1].notes == ["layer10.webm is no longer available."]

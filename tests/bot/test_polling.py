@@ -49,6 +49,12 @@ def test_backoff_doubles_and_caps():
     assert retry_backoff(30) == 300
 
 
+def test_backoff_stays_capped_after_thousands_of_attempts():
+    from bot.polling import retry_backoff
+
+    assert retry_backoff(5000, cap=120) == 120  # a paid job through a days-long outage
+
+
 def _run(bounds, clock, reports, typical=None):
     """Feed (time, phase, progress) reports to the policy; returns the delays it chose."""
     from bot.polling import plan_poll

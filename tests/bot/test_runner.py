@@ -22,12 +22,21 @@ class FakeDelivery:
         self.outage = outage
         self.delivered: list[str] = []
         self.failures: list[str] = []
+        self.final_cards: list[tuple[str, JobState]] = []
+        self.refusals: list[str] = []
 
     def edit_wait(self, job: Job) -> float:
         return 0.0
 
     async def sync_status(self, job: Job, *, force: bool = False) -> Job:
         return job
+
+    async def show_final(self, job: Job) -> bool:
+        self.final_cards.append((job.id, job.state))
+        return True
+
+    async def notify_cancel_refused(self, job: Job) -> None:
+        self.refusals.append(job.id)
 
     async def deliver(self, job: Job) -> Job:
         if self.outage > 0:
@@ -81,18 +90,60 @@ async def test_delivery_outlasts_an_outage_longer_than_the_attempt_budget(store,
     await provider.close()
 
 
-async def test_other_steps_give_up_after_the_attempt_budget_and_say_why(store, tmp_path):
+async def test_unpaid_steps_give_up_after_the_attempt_budget_and_say_why(store, tmp_path):
     remote = EchoRemote()
-    remote_job = remote.create("t", "broken", 0, 5)
-    remote.broken_poll_texts.add("broken")
-    job = await store.create_job(Job(id=new_job_id(), provider="echo", kind="echo", state=JobState.RUNNING,
-                                     owner_id=1, channel_id=2, guild_id=3, summary="s", remote_id=remote_job.id))
+    provider = echo_provider(remote)
+
+    async def broken_upload(job, workdir):
+        raise Transient("the echo upload host is down")
+
+    provider.upload = broken_upload
+    job = await store.create_job(make_job(state=JobState.UPLOADING))
+    delivery = FakeDelivery()
+    runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool", max_attempts=3)
+    final = await drive_until(runner, store, job.id, lambda j: j.state.is_terminal and not j.finish_pending)
+    assert final.state is JobState.FAILED
+    assert final.last_error.startswith("Gave up after 3 attempts.") and "temporary problem" in final.last_error
+    assert delivery.failures == [job.id] and remote.submits == 0
+    await provider.close()
+
+
+async def test_polls_after_payment_outlast_the_attempt_budget_and_deliver_once(store, tmp_path):
+    remote = EchoRemote()
+    remote_job = remote.create("t", "paid", 0, 2)
+    remote.broken_poll_texts.add("paid")
+    job = await store.create_job(make_job(state=JobState.RUNNING, remote_id=remote_job.id))
     delivery = FakeDelivery()
     provider = echo_provider(remote)
     runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool", max_attempts=3)
-    final = await drive_until(runner, store, job.id, lambda j: j.state.is_terminal)
-    assert final.state is JobState.FAILED
-    assert final.last_error.startswith("Gave up after 3 attempts.") and "temporary problem" in final.last_error
+    during = await drive_until(runner, store, job.id, lambda j: j.attempts >= 10)
+    assert during.state is JobState.RUNNING and "temporary problem" in during.last_error
+    assert delivery.failures == []
+    remote.broken_poll_texts.clear()  # the provider is back
+    final = await drive_until(runner, store, job.id, lambda j: j.state.is_terminal and not j.finish_pending)
+    assert final.state is JobState.DONE and delivery.delivered == [job.id] and delivery.failures == []
+    await provider.close()
+
+
+async def test_an_outage_after_payment_still_ends_at_the_deadline(store, tmp_path):
+    from datetime import timedelta
+
+    remote = EchoRemote()
+    remote_job = remote.create("t", "down", 0, 2)
+    remote.broken_poll_texts.add("down")
+    clock = Clock()
+    job = await store.create_job(make_job(state=JobState.RUNNING, remote_id=remote_job.id,
+                                          deadline_at=clock.now + timedelta(minutes=10)))
+    delivery = FakeDelivery()
+    provider = echo_provider(remote)
+    runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool", max_attempts=3, clock=clock)
+    for _ in range(5):
+        await runner._drive(await store.get_job(job.id))
+    assert (await store.get_job(job.id)).state is JobState.RUNNING
+    clock.advance(11 * 60)
+    await runner._drive(await store.get_job(job.id))
+    final = await store.get_job(job.id)
+    assert final.state is JobState.FAILED and "did not finish within" in final.last_error
     assert delivery.failures == [job.id]
     await provider.close()
 
@@ -242,6 +293,154 @@ async def test_results_lost_from_the_spool_are_fetched_again_then_delivered(stor
     assert final.state is JobState.DONE and delivery.delivered == [job.id]
     assert [a.filename for a in final.artifacts] == ["echo.txt"] and final.artifacts[0].path != vanished.path
     await provider.close()
+
+
+async def test_the_start_up_sweep_removes_only_spools_no_live_job_uses(store, tmp_path):
+    spool = tmp_path / "spool"
+    live = await store.create_job(make_job(state=JobState.RUNNING, remote_id="r"))
+    owing = await store.create_job(make_job(state=JobState.DONE, finish_pending=("spool",)))
+    finished = await store.create_job(make_job(state=JobState.DONE))
+    for name in (live.id, owing.id, finished.id, "qwer2345"):
+        (spool / name).mkdir(parents=True)
+        (spool / name / "input.mp4").write_bytes(b"x" * 1000)
+    (spool / "tmpkeep2345").mkdir()  # not a job's folder (a download's temporary one)
+    runner = Runner(store, {}, FakeDelivery(), spool_dir=spool)
+    assert await runner.sweep_spool() == 2
+    assert sorted(p.name for p in spool.iterdir()) == sorted([live.id, owing.id, "tmpkeep2345"])
+
+
+async def test_a_refused_cancel_keeps_the_job_running_and_says_so_once(store, tmp_path):
+    remote = EchoRemote()
+    provider = EchoProvider(remote, Net(), limits=ProviderLimits(poll_min=0.01, poll_max=0.02), refuse_cancel=True)
+    remote_job = remote.create("t", "keep going", 0, 3)
+    job = await store.create_job(make_job(state=JobState.RUNNING, remote_id=remote_job.id,
+                                          params={"text": "keep going"}))
+    assert await store.request_cancel(job.id)
+    delivery = FakeDelivery()
+    runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool")
+    await runner._drive(await store.get_job(job.id))
+    kept = await store.get_job(job.id)
+    assert kept.state is JobState.RUNNING and kept.cancel_refused_at is not None and not kept.cancel_requested
+    assert await store.count_live(owner_id=kept.owner_id) == 1  # still holds its slot
+    assert delivery.refusals == [job.id] and kept.finish_pending == ()
+    final = await drive_until(runner, store, job.id, lambda j: j.state.is_terminal and not j.finish_pending)
+    assert final.state is JobState.DONE and delivery.delivered == [job.id] and delivery.refusals == [job.id]
+    assert not remote_job.cancelled
+    await provider.close()
+
+
+async def test_finishing_chores_that_fail_are_owed_and_redone_later(store, tmp_path):
+    artifact_path = tmp_path / "spool" / "x" / "result.txt"
+    artifact_path.parent.mkdir(parents=True)
+    artifact_path.write_text("done")
+    job = await store.create_job(make_job(state=JobState.DELIVERING, remote_id="echo-1",
+                                          artifacts=(Artifact(artifact_path, "result.txt"),)))
+
+    class CardOutage(FakeDelivery):
+        down = 2
+
+        async def show_final(self, job: Job) -> bool:
+            if self.down:
+                self.down -= 1
+                raise aiohttp.ClientConnectionError("Discord is unreachable")
+            return await super().show_final(job)
+
+    delivery = CardOutage()
+    clock = Clock()
+    runner = Runner(store, {"echo": echo_provider(EchoRemote())}, delivery, spool_dir=tmp_path / "spool",
+                    clock=clock)
+    await runner._drive(job)
+    ended = await store.get_job(job.id)
+    assert ended.state is JobState.DONE and ended.finish_pending == ("card",)  # the rest was done
+    assert ended.next_run_at > clock.now
+    assert await store.get_object("echo", "echo", "echo-1") is not None
+    for _ in range(2):
+        await runner._drive(await store.get_job(job.id))
+    assert (await store.get_job(job.id)).finish_pending == ()
+    assert delivery.final_cards == [(job.id, JobState.DONE)]
+
+
+async def test_an_hour_long_outage_after_payment_polls_at_the_providers_pace_then_delivers_once(store, tmp_path):
+    """Simulated time: every step runs when the job is next due, with the provider down for an hour."""
+    from datetime import timedelta
+
+    remote = EchoRemote()
+    remote_job = remote.create("t", "paid hour", 0, 2)
+    remote.broken_poll_texts.add("paid hour")
+    clock = Clock()
+    start = clock.now
+    provider = EchoProvider(remote, Net(), limits=ProviderLimits(poll_min=3, poll_max=30))
+    job = await store.create_job(make_job(state=JobState.SUBMITTED, remote_id=remote_job.id,
+                                          deadline_at=start + timedelta(hours=2)))
+    delivery = FakeDelivery()
+    runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool", max_attempts=3, clock=clock)
+    waits = []
+    while clock.now - start < timedelta(hours=1):
+        job = await store.get_job(job.id)
+        assert job.state is JobState.SUBMITTED and delivery.failures == []
+        waits.append((job.next_run_at - clock.now).total_seconds())
+        clock.now = max(clock.now, job.next_run_at)
+        await runner._drive(job)
+    assert max(waits) <= 30 and remote.poll_calls["paid hour"] >= 3600 / 30
+    remote.broken_poll_texts.clear()
+    for _ in range(10):
+        job = await store.get_job(job.id)
+        if job.state.is_terminal:
+            break
+        clock.now = max(clock.now, job.next_run_at)
+        await runner._drive(job)
+    assert job.state is JobState.DONE and delivery.delivered == [job.id] and delivery.failures == []
+    await provider.close()
+
+
+@pytest.mark.parametrize("created", [True, False])
+async def test_a_cancel_while_a_submission_may_exist_unrecorded_finds_it_first(store, tmp_path, created):
+
+    from bot.providers.base import job_marker
+
+    remote = EchoRemote()
+    provider = echo_provider(remote)  # waits 60 s before looking for a lost submission
+    clock = Clock()
+    job = await store.create_job(make_job(state=JobState.UPLOADING, submit_intent_at=clock.now,
+                                          provider_data={"_uploaded": True}))
+    if created:  # the paid call went through, its answer was lost
+        remote.create(f"hi {job_marker(job)}", "hi", 0, 50)
+    assert await store.request_cancel(job.id, now=clock.now)
+    runner = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool", clock=clock)
+    await runner._drive(await store.get_job(job.id))
+    waiting = await store.get_job(job.id)
+    assert waiting.state is JobState.UPLOADING  # not cancelled blind, and not due again at once
+    assert (waiting.next_run_at - clock.now).total_seconds() >= 59
+    for _ in range(3):
+        clock.advance(61)
+        current = await store.get_job(job.id)
+        if current.state.is_terminal:
+            break
+        await runner._drive(current)
+    final = await store.get_job(job.id)
+    assert final.state is JobState.CANCELLED
+    assert remote.submits == (1 if created else 0)  # never submitted (again) after the cancel
+    if created:
+        assert final.remote_id and remote.jobs[final.remote_id].cancelled  # found, then stopped
+    await provider.close()
+
+
+async def test_a_chore_that_keeps_failing_for_a_bug_is_dropped_after_the_attempt_budget(store, tmp_path):
+    job = await store.create_job(make_job(state=JobState.DONE, remote_id="echo-9", finish_pending=("saved", "spool")))
+    provider = echo_provider(EchoRemote())
+
+    def broken(job):
+        raise ValueError("a bug in saved_object")
+
+    provider.saved_object = broken
+    clock = Clock()
+    runner = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool", max_attempts=3,
+                    clock=clock)
+    for _ in range(2):
+        await runner._drive(await store.get_job(job.id))
+        assert (await store.get_job(job.id)).finish_pending == ("saved",)
+    await runner._drive(await store.get_job(job.id))
+    assert (await store.get_job(job.id)).finish_pending == ()
 
 
 async def test_an_unfinished_reconcile_means_look_again_never_submit_again(store, tmp_path):

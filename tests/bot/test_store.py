@@ -191,3 +191,57 @@ async def test_a_refused_insert_writes_nothing_and_leaves_the_store_usable(store
     assert await store.count_live(owner_id=3) == 1
     other = await store.create_job(make_job(owner_id=4), max_per_user=1)
     assert (await store.get_job(other.id)).owner_id == 4
+
+
+async def test_finished_jobs_are_due_while_they_owe_chores(store):
+    now = utcnow()
+    owing = await store.create_job(make_job(state=JobState.DONE, finish_pending=("card", "spool"),
+                                            next_run_at=now - timedelta(seconds=1)))
+    await store.create_job(make_job(state=JobState.FAILED, next_run_at=now - timedelta(seconds=1)))
+    assert [j.id for j in await store.due_jobs(now)] == [owing.id]
+    assert await store.live_job_ids() == {owing.id}
+    await store.update(owing, finish_pending=())
+    assert await store.due_jobs(now) == [] and await store.next_due_at() is None
+
+
+async def test_a_cooldown_is_taken_once_by_simultaneous_commands_and_across_connections(store, tmp_path):
+    from bot.store import Cooldown, CoolingDown
+
+    now = utcnow()
+
+    async def take(s: Store) -> bool:
+        try:
+            await s.take_cooldown(Cooldown(1, "viggle render", 30, now))
+            return True
+        except CoolingDown as exc:
+            assert abs((exc.until - now).total_seconds() - 30) < 1e-3
+            return False
+
+    assert sum(await asyncio.gather(*(take(store) for _ in range(10)))) == 1
+    other = await Store.open(tmp_path / "bot.db")  # another process on the same file
+    try:
+        assert not await take(other)
+        await other.take_cooldown(Cooldown(2, "viggle render", 30, now))  # per user
+        await other.take_cooldown(Cooldown(1, "viggle mix", 30, now))  # per command
+        later = now + timedelta(seconds=31)
+        await other.take_cooldown(Cooldown(1, "viggle render", 30, later))  # ran out: taken again
+    finally:
+        await other.close()
+
+
+async def test_a_job_refused_by_a_limit_costs_no_cooldown_and_a_cooling_one_is_not_created(store):
+    from bot.store import Cooldown, CoolingDown, LimitReached
+
+    now = utcnow()
+    await store.create_job(make_job(owner_id=9), max_per_user=1)
+    with pytest.raises(LimitReached):
+        await store.create_job(make_job(owner_id=9), max_per_user=1, cooldown=Cooldown(9, "echo", 60, now))
+    await store.create_job(make_job(owner_id=9), max_per_user=5, cooldown=Cooldown(9, "echo", 60, now))
+    with pytest.raises(CoolingDown):
+        await store.create_job(make_job(owner_id=9), max_per_user=5, cooldown=Cooldown(9, "echo", 60, now))
+    assert await store.count_live(owner_id=9) == 2
+
+
+async def test_a_job_whose_cancel_was_refused_cannot_be_flagged_again(store):
+    job = await store.create_job(make_job(state=JobState.RUNNING, cancel_refused_at=utcnow()))
+    assert not await store.request_cancel(job.id)

@@ -28,8 +28,10 @@ class BotHarness:
         self.tmp = tmp
         self.providers_factory = providers_factory
         self.extensions = tuple(extensions)
+        # cooldowns off unless a test turns them on: tests run commands faster than any person
         self.settings_overrides = {"database_path": tmp / "bot.db", "spool_dir": tmp / "spool",
-                                   "status_edit_seconds": 1.0, **settings}
+                                   "status_edit_seconds": 1.0, "cooldowns": {"*": 0},
+                                   **settings}
         self.bot: VideoBot | None = None
         self._task: asyncio.Task | None = None
         self.synced = False

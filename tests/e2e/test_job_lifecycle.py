@@ -92,7 +92,7 @@ async def test_crash_between_sending_and_recording_the_result_posts_no_second_me
     await harness.start()
     await wait_job_state(harness, job_id, JobState.DONE)
     sends = [c for c in emu.calls if c.method == "POST" and c.path.endswith("/messages")
-             and f"job `{job_id}`" in (c.json or {}).get("content", "")]
+             and f"job `{job_id}`" in ((c.json or {}).get("content") or "")]
     assert len(sends) == 2  # the resend happened, with the same nonce
     assert sends[0].json["nonce"] == sends[1].json["nonce"]
     assert len(result_messages(emu, job_id)) == 1
@@ -114,7 +114,7 @@ async def test_after_a_long_outage_our_earlier_result_is_found_not_resent(emu, h
     await harness.start()
     job = await wait_job_state(harness, job_id, JobState.DONE)
     sends = [c for c in emu.calls if c.method == "POST" and c.path.endswith("/messages")
-             and f"job `{job_id}`" in (c.json or {}).get("content", "")]
+             and f"job `{job_id}`" in ((c.json or {}).get("content") or "")]
     assert len(sends) == 1
     assert list(job.result_message_ids) == [result_messages(emu, job_id)[0].id]
 

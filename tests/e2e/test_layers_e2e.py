@@ -188,16 +188,36 @@ async def test_command_says_when_scenario_is_not_configured(emu, users, tmp_path
         await h.stop()
 
 
-async def test_cancelling_a_started_layers_job_says_scenario_cannot_stop_it(emu, harness, users, scenario, tmp_path):
-    scenario.stick_next_job()
-    clip = make_video(tmp_path / "stuck.mp4", seconds=1.0)
+async def test_a_cancel_scenario_refuses_keeps_the_slot_and_the_paid_layers_are_still_delivered(
+        emu, harness, users, scenario, tmp_path):
+    scenario.run_seconds = 4.0  # running long enough to click Cancel
+    harness.bot.jobs.max_per_user = 1
+    clip = make_video(tmp_path / "long.mp4", seconds=1.0)
     job_id = await start_layers(emu, users["alice"], clip)
     await wait_job_state(harness, job_id, JobState.RUNNING, timeout=15)
     status = await status_message(emu, job_id)
     click = await emu.click(status, f"job:cancel:{job_id}", user=users["alice"])
     assert "Cancelling" in (await click.wait_reply()).content
-    await wait_job_state(harness, job_id, JobState.CANCELLED)
-    note = await emu.wait_for(lambda: next((f["value"] for e in emu.message(status.id).embeds
-                                            for f in e.get("fields", []) if f["name"] == "Note"), None), timeout=5)
-    assert "does not let the bot stop" in note and "may still use credits" in note
-    assert result_messages(emu, job_id) == []
+
+    # told so: a reply to the card pinging the owner, and the card itself
+    notice = (await emu.wait_for(lambda: [m for m in emu.messages() if "would not stop" in m.content
+                                          and f"job `{job_id}`" in m.content], timeout=10))[0]
+    assert notice.pinged_user_ids == [users["alice"]] and notice.message_reference["message_id"] == str(status.id)
+    assert "results will be posted here" in notice.content
+    await emu.wait_for(lambda: any(f["name"] == "Cancel refused" for e in emu.message(status.id).embeds
+                                   for f in e.get("fields", [])), timeout=5)
+    # the remote job runs on, so the user's slot stays taken
+    ix = await emu.slash("layers", user=users["alice"], options={
+        "video": emu.attachment(make_video(tmp_path / "next.mp4", seconds=0.5), "next.mp4", "video/mp4"),
+        "instruction": INSTRUCTION})
+    assert "already have 1 jobs running" in (await ix.wait_reply()).content
+    ix = await emu.slash("jobs cancel", user=users["alice"], options={"id": job_id})
+    assert "would not stop" in (await ix.wait_reply()).content
+
+    # and the paid result is delivered once, saying why it came after all
+    await wait_job_state(harness, job_id, JobState.DONE, timeout=30)
+    await asyncio.sleep(0.3)
+    results = result_messages(emu, job_id)
+    assert len(results) == 1 and "would not cancel it" in results[0].content
+    assert scenario.paid_jobs == 1
+    assert len([m for m in emu.messages() if "would not stop" in m.content and not m.ephemeral]) == 1

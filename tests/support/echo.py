@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.models import Artifact, Job, RemotePhase, RemoteStatus
+from bot.models import Artifact, Job, RemotePhase, RemoteStatus, SavedObject
 from bot.net import Net
 from bot.providers.base import InputRejected, Provider, ProviderLimits, Transient, job_marker
 
@@ -71,12 +71,14 @@ class EchoProvider(Provider):
     display_name = "Echo"
 
     def __init__(self, remote: EchoRemote, net: Net, *, limits: ProviderLimits | None = None,
-                 queued_polls: int = 2, running_polls: int = 3, result_bytes: int = 2000) -> None:
+                 queued_polls: int = 2, running_polls: int = 3, result_bytes: int = 2000, result_files: int = 1,
+                 refuse_cancel: bool = False) -> None:
         self.remote = remote
         self.net = net
         self.limits = limits or ProviderLimits(poll_min=0.05, poll_max=0.2, max_concurrent=4,
                                                deadlines={"echo": 60}, reconcile_settle=0.2)
         self.queued_polls, self.running_polls, self.result_bytes = queued_polls, running_polls, result_bytes
+        self.result_files, self.refuse_cancel = result_files, refuse_cancel
         self.submit_hook = None  # an async callable run right after the remote job is created
 
     async def upload(self, job: Job, workdir: Path) -> dict[str, Any]:
@@ -108,13 +110,24 @@ class EchoProvider(Provider):
         return self.remote.status(job.remote_id)
 
     async def collect(self, job: Job, status: RemoteStatus, workdir: Path) -> list[Artifact]:
-        path = workdir / "echo.txt"
         body = (status.data["echo"] + "\n").encode()
-        path.write_bytes(body * max(1, self.result_bytes // len(body)))
-        return [Artifact(path=path, filename="echo.txt", description="the echo")]
+        names = ["echo.txt"] if self.result_files == 1 else [f"echo-{i + 1}.txt" for i in range(self.result_files)]
+        for name in names:
+            (workdir / name).write_bytes(body * max(1, self.result_bytes // len(body)))
+        return [Artifact(path=workdir / name, filename=name, description="the echo") for name in names]
 
-    async def cancel(self, job: Job) -> None:
+    async def cancel(self, job: Job) -> str | None:
+        if self.refuse_cancel:
+            return "The echo service does not stop a job once it has started."
         self.remote.jobs[job.remote_id].cancelled = True
+        return None
+
+    def saved_object(self, job: Job) -> SavedObject | None:
+        """The echo the user keeps (like a Viggle character), recorded once submitted and when done."""
+        if not job.remote_id:
+            return None
+        return SavedObject(provider=self.name, kind="echo", remote_id=job.remote_id, owner_id=job.owner_id,
+                           guild_id=job.guild_id, name=job.params.get("text", ""), status=str(job.state))
 
     async def close(self) -> None:
         await self.net.close()
