@@ -5,9 +5,8 @@ finished after a restart: exactly one delivery and one payment per job, a final 
 notice for every failure, the saved objects, and no spool left behind.
 
 Replay a run with the seed it prints: `CRASH_SEED=1234 python -m pytest -q -s tests/e2e/test_crash_kill.py`
-(`-s` shows the seed and the run's figures; add `--runxfail` to see the violations while the test is
-marked xfail). `CRASH_LIFECYCLES` sets how many lifecycles run under kills (36 by default);
-`-m "not crash"` leaves the test out."""
+(`-s` shows the seed and the run's figures). `CRASH_LIFECYCLES` sets how many lifecycles run under
+kills (36 by default); `-m "not crash"` leaves the test out."""
 
 from __future__ import annotations
 
@@ -25,17 +24,9 @@ from tests.e2e.crash_plan import make_plan
 from tests.e2e.crash_world import BotDb, BotProcess, Sandboxes
 
 LIFECYCLES = int(os.environ.get("CRASH_LIFECYCLES", "36"))
-#: after the last job ends, how long the bot may take to finish what a kill left undone (a card
-#: without its id waits 10 s before the runner posts it)
+#: after the last job ends, how long the bot may take to finish what a kill left undone (the
+#: checks pass as soon as it has; a card whose post a kill interrupted may wait 10 s to be adopted)
 SETTLE_SECONDS = float(os.environ.get("CRASH_SETTLE_SECONDS", "12"))
-
-#: what fails before the engine redoes finishing steps after a restart (issue #8, item 8); seen over
-#: eight runs (seeds 2026, 7, 42, 1234, 99, then 2026, 7, 42 after merging main; 360 lifecycles, 288
-#: of them under 208 kills): card 12, notice 6, spool 5, everything else 0. A missing saved object
-#: (saved) needs two kills on one job and was not seen in those runs.
-ENGINE_PENDING = ("finishing steps are not redone after a kill: status cards left stale or never posted, "
-                  "or posted twice (card); failed jobs without their notice (notice); spool folders left "
-                  "behind (spool); done characters/scenes without their saved object (saved)")
 
 
 def _seed() -> int:
@@ -45,7 +36,6 @@ def _seed() -> int:
 
 @pytest.mark.crash
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(strict=False, reason=ENGINE_PENDING)
 async def test_bot_killed_at_random_points_finishes_every_job_exactly_once(tmp_path):
     seed = _seed()
     print(f"\ncrash test seed {seed}: replay with CRASH_SEED={seed}")
