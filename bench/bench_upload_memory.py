@@ -1,17 +1,23 @@
-"""Peak memory while relaying a large video: Discord CDN -> spool file -> vid2scene blob PUT.
+"""Relaying a large video: Discord CDN -> spool file -> vid2scene blob PUT, ours against curl.
 
-Runs the bot's real path (`Net.download` into the spool, then the vid2scene client's signed-URL
-request and streamed Azure PUT) against the sandbox Discord CDN and the vid2scene blob store,
-samples the process RSS every few milliseconds, and prints the peak above the starting point
-beside the file size. A baseline that reads the whole file into memory before the PUT runs last
-(RSS high-water marks never go down), so the two figures come from one run.
+The sandbox Discord CDN and the vid2scene blob store run in a child process (so they cost the same
+whoever talks to them). This process runs the bot's real path, `Net.download` into the spool and
+the vid2scene client's streamed Azure PUT, and `curl` does the same two transfers against the same
+servers, interleaved, a few rounds each, every leg after an `os.sync()` so none pays for the
+other's dirty pages. It prints the best throughput of each side, the ratios,
+and the peak RSS of this process above its idle level while our relay runs (sampled every 5 ms),
+plus a whole-file-in-memory PUT for scale, last (RSS high-water marks never go down).
 
-    python bench/bench_upload_memory.py [size_mb]   (default 256)
+    python bench/bench_upload_memory.py [size_mb] [rounds]   (default 1024 MiB, 4 rounds)
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing as mp
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -26,9 +32,6 @@ from bot.config import Vid2SceneSettings  # noqa: E402
 from bot.net import Net  # noqa: E402
 from bot.outbound import OutboundPolicy  # noqa: E402
 from bot.providers.vid2scene import MAX_VIDEO_BYTES, Vid2SceneProvider  # noqa: E402
-from sandbox.discord import DiscordEmulator  # noqa: E402
-from sandbox.media import make_large_file  # noqa: E402
-from sandbox.vid2scene import Vid2SceneSandbox  # noqa: E402
 
 MIB = 1 << 20
 
@@ -69,59 +72,107 @@ class PeakRss:
         return self.peak - self.start
 
 
-async def main(size_mb: int) -> None:
+def serve(conn, folder: str, size: int) -> None:
+    """Child process: the sandbox Discord CDN and vid2scene, serving one large attachment."""
+    from sandbox.discord import DiscordEmulator
+    from sandbox.media import make_large_file
+    from sandbox.vid2scene import Vid2SceneSandbox
+
+    async def main() -> None:
+        source = await asyncio.to_thread(make_large_file, Path(folder) / "walkaround.mp4", size)
+        emu = DiscordEmulator()
+        await emu.start()
+        sandbox = Vid2SceneSandbox()
+        await sandbox.start()
+        url = emu.cdn.url(emu.attachment(source, "walkaround.mp4", "video/mp4"))
+        conn.send((url, sandbox.env_lines(), [*sandbox.urls.values(), emu.base_url]))
+        await asyncio.to_thread(conn.recv)  # until the parent is done
+        await sandbox.stop()
+        await emu.stop()
+
+    asyncio.run(main())
+
+
+def curl(*args: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(["curl", "-sS", "--fail", *args], check=True)
+    return time.perf_counter() - start
+
+
+async def main(size_mb: int, rounds: int) -> None:
     size = size_mb * MIB
     assert size <= MAX_VIDEO_BYTES
     tmp = Path(tempfile.mkdtemp(prefix="bench-upload-"))
-    source = await asyncio.to_thread(make_large_file, tmp / "walkaround.mp4", size)
-    emu = DiscordEmulator()
-    await emu.start()
-    sandbox = Vid2SceneSandbox()
-    await sandbox.start()
-    env = sandbox.env_lines()
+    parent, child = mp.Pipe()
+    server = mp.get_context("spawn").Process(target=serve, args=(child, str(tmp), size), daemon=True)
+    server.start()
+    url, env, origins = await asyncio.to_thread(parent.recv)
     provider = Vid2SceneProvider(Vid2SceneSettings(api_key=env["VID2SCENE_API_KEY"],
                                                    base_url=env["VID2SCENE_BASE_URL"]),
-                                 Net(policy=OutboundPolicy.of([*sandbox.urls.values(), emu.base_url])))
+                                 Net(policy=OutboundPolicy.of(origins)))
+    has_curl = shutil.which("curl") is not None
+    best = {"ours down": 0.0, "curl down": 0.0, "ours up": 0.0, "curl up": 0.0}
     try:
-        stored = emu.attachment(source, "walkaround.mp4", "video/mp4")
-        url = emu.cdn.url(stored)
-        # warm up sessions and code paths with a tiny transfer, so the measurement is the transfer
-        small = await asyncio.to_thread(make_large_file, tmp / "small.mp4", MIB)
-        await provider._upload_file(small, "mp4")
-
         spool = tmp / "spool" / "input.mp4"
-        t0 = time.perf_counter()
-        with PeakRss() as streamed:
-            got = await provider.net.download(url, spool, max_bytes=MAX_VIDEO_BYTES)
-            t1 = time.perf_counter()
-            blob = await provider._upload_file(spool, "mp4")
-        t2 = time.perf_counter()
-        stored_blob = sandbox.blobs.get(blob)
-        assert got == size and stored_blob is not None and stored_blob.size == size
+        warm = tmp / "warm.bin"
+        warm.write_bytes(b"\0" * MIB)  # warm up sessions and code paths so the rounds measure transfers
+        await provider._upload_file(warm, "mp4")
+        growth = 0
 
-        with PeakRss() as naive:  # the baseline: what loading the video into memory would cost
+        async def ours() -> None:
+            nonlocal growth
+            spool.unlink(missing_ok=True)  # like curl's file: no old copy to free inside the timing
+            await asyncio.to_thread(os.sync)  # each leg starts with no dirty pages to write back
+            with PeakRss() as peak:
+                t0 = time.perf_counter()
+                got = await provider.net.download(url, spool, max_bytes=MAX_VIDEO_BYTES)
+                t1 = time.perf_counter()
+                await asyncio.to_thread(os.sync)
+                t1b = time.perf_counter()
+                await provider._upload_file(spool, "mp4")
+                t2 = time.perf_counter()
+            assert got == size
+            growth = max(growth, peak.growth)
+            best["ours down"] = max(best["ours down"], size / (t1 - t0))
+            best["ours up"] = max(best["ours up"], size / (t2 - t1b))
+
+        async def theirs() -> None:
+            await asyncio.to_thread(os.sync)
+            down = await asyncio.to_thread(curl, "-o", str(tmp / "curl.mp4"), url)
+            await asyncio.to_thread(os.sync)
+            target = await provider.api.upload_target("mp4")
+            up = await asyncio.to_thread(curl, "-o", "/dev/null", "-T", str(spool), "-H", "x-ms-blob-type: BlockBlob",
+                                         "-H", "Content-Type: video/mp4", target.url)
+            best["curl down"] = max(best["curl down"], size / down)
+            best["curl up"] = max(best["curl up"], size / up)
+            (tmp / "curl.mp4").unlink(missing_ok=True)
+
+        for round_ in range(rounds):  # alternate who goes first, so neither always meets a warmer cache
+            for leg in ((ours, theirs) if round_ % 2 == 0 else (theirs, ours)):
+                if leg is ours or has_curl:
+                    await leg()
+        with PeakRss() as naive:  # for scale: what loading the video into memory would cost
             target = await provider.api.upload_target("mp4")
             data = await asyncio.to_thread(spool.read_bytes)
             async with provider.net.session.put(target.url, data=data,
                                                 headers={"x-ms-blob-type": "BlockBlob"}) as resp:
                 assert resp.status == 201, resp.status
             del data
-        print(f"file size                 {size / MIB:8.0f} MiB")
-        print(f"CDN -> spool              {size / MIB / (t1 - t0):8.0f} MiB/s")
-        print(f"spool -> blob PUT         {size / MIB / (t2 - t1):8.0f} MiB/s")
-        print(f"RSS at start              {streamed.start / MIB:8.1f} MiB")
-        print(f"peak RSS, streamed relay  {streamed.peak / MIB:8.1f} MiB  (+{streamed.growth / MIB:.1f} MiB, "
-              f"{streamed.growth / size * 100:.1f}% of the file)")
-        print(f"peak RSS, whole-file PUT  {naive.peak / MIB:8.1f} MiB  (+{naive.growth / MIB:.1f} MiB, "
-              f"baseline for comparison)")
+        print(f"file size {size / MIB:.0f} MiB, best of {rounds} rounds, servers in another process")
+        print(f"{'':<24} {'ours MiB/s':>11} {'curl MiB/s':>11} {'ours/curl':>10}")
+        for leg, label in (("down", "CDN -> spool"), ("up", "spool -> blob PUT")):
+            ours, ref = best[f"ours {leg}"] / MIB, best[f"curl {leg}"] / MIB
+            ratio = f"{ours / ref:9.2f}x" if ref else "   no curl"
+            print(f"{label:<24} {ours:11.0f} {ref:11.0f} {ratio}")
+        print(f"peak RSS above idle during our relay: +{growth / MIB:.1f} MiB "
+              f"({growth / size * 100:.2f}% of the file; target <= 8 MiB)")
+        print(f"whole-file PUT for scale:             +{naive.growth / MIB:.1f} MiB")
     finally:
         await provider.close()
-        await sandbox.stop()
-        await emu.stop()
-        import shutil
-
+        parent.send("stop")
+        server.join(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 256))
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 1024, int(sys.argv[2]) if len(sys.argv) > 2 else 4))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.util
 import logging
+import math
 from collections.abc import Sequence
 
 import discord
@@ -12,6 +15,7 @@ from discord.ext import commands
 from bot.buttons import JobButton
 from bot.config import Settings
 from bot.delivery import Delivery
+from bot.health import GATEWAY_BEAT, heartbeat
 from bot.jobs import JobService
 from bot.net import Net
 from bot.outbound import OutboundPolicy
@@ -50,6 +54,10 @@ class VideoBot(commands.Bot):
         self._extensions = tuple(extensions)
         self._start_runner = start_runner
         self.providers: dict[str, Provider] = {}
+        self.runner_heartbeat = heartbeat(settings.database_path, "runner")
+        self.gateway_heartbeat = heartbeat(settings.database_path, "gateway")
+        self._gateway_beats: asyncio.Task[None] | None = None
+        self._ready_logged = False
 
     async def setup_hook(self) -> None:
         self.store = await Store.open(self.settings.database_path)
@@ -62,7 +70,7 @@ class VideoBot(commands.Bot):
                                  edit_interval=self.settings.status_edit_seconds,
                                  provider_names={n: p.display_name for n, p in self.providers.items()})
         self.runner = Runner(self.store, self.providers, self.delivery, spool_dir=self.settings.spool_dir,
-                             max_attempts=self.settings.max_attempts)
+                             max_attempts=self.settings.max_attempts, heartbeat=self.runner_heartbeat.beat)
         self.jobs = JobService(self.store, self.runner, self.delivery, self.providers,
                                max_per_user=self.settings.max_jobs_per_user,
                                max_per_guild=self.settings.max_jobs_per_guild, cooldowns=self.settings.cooldowns)
@@ -72,12 +80,46 @@ class VideoBot(commands.Bot):
                 await self.load_extension(name)
         if self._start_runner:
             self.runner.start()
-        log.info("ready to work: providers %s", ", ".join(self.providers) or "none")
+            self._gateway_beats = asyncio.create_task(self._beat_gateway(), name="gateway-heartbeat")
+        log.info("starting: providers %s; connecting to Discord", ", ".join(self.providers) or "none")
+
+    async def on_ready(self) -> None:
+        """Ready means both halves work: the gateway is connected and the runner is running."""
+        if self._ready_logged or not self._start_runner:
+            return
+        self._ready_logged = True
+        self.gateway_heartbeat.beat()
+        log.info("ready: connected to Discord as %s in %d server(s); runner running; providers %s",
+                 self.user, len(self.guilds), ", ".join(self.providers) or "none")
+
+    def gateway_alive(self) -> bool:
+        ws = getattr(self, "ws", None)
+        return (self.is_ready() and not self.is_closed() and ws is not None and ws.open
+                and math.isfinite(self.latency))
+
+    async def _beat_gateway(self) -> None:
+        while True:
+            if self.gateway_alive():
+                self.gateway_heartbeat.beat()
+            await asyncio.sleep(GATEWAY_BEAT)
+
+    async def _finish_interactions(self, grace: float = 5.0) -> None:
+        """Commands and clicks being answered when the stop came may finish (they take seconds),
+        rather than die half-way on a closed store. discord.py names the tasks it runs them in."""
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
+                 and t.get_name().startswith(("CommandTree-invoker", "discord-ui-view-dispatch"))]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
 
     async def close(self) -> None:
         if getattr(self, "_shutting_down", False):
             return
         self._shutting_down = True
+        if self._gateway_beats is not None:
+            self._gateway_beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gateway_beats
+        await self._finish_interactions()
         runner = getattr(self, "runner", None)
         if runner is not None:
             log.info("shutting down: letting running steps finish")
@@ -90,3 +132,5 @@ class VideoBot(commands.Bot):
         if store is not None:
             await store.close()
             log.info("stopped; every unfinished job resumes at the next start")
+        self.runner_heartbeat.clear()
+        self.gateway_heartbeat.clear()

@@ -6,15 +6,21 @@ values may be secrets. A provider without credentials is simply switched off.
 
 from __future__ import annotations
 
+import contextvars
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 MIB = 1024 * 1024
+
+#: set while building settings that must ignore the environment and `.env` (the demo)
+_ISOLATED: contextvars.ContextVar[bool] = contextvars.ContextVar("settings_isolated", default=False)
 
 #: per-user cooldowns of commands that call a provider: paid jobs longer, free look-ups short
 DEFAULT_COOLDOWNS: dict[str, float] = {
@@ -25,10 +31,46 @@ DEFAULT_COOLDOWNS: dict[str, float] = {
 
 
 def _section(prefix: str) -> SettingsConfigDict:
-    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore", case_sensitive=False)
+    # env_ignore_empty: `NAME=` (as in .env.example) means "not set", not "set to nothing"
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore", case_sensitive=False,
+                              env_ignore_empty=True)
 
 
-class _ProviderSection(BaseSettings):
+def check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
+    """A URL the bot will connect to: a known scheme and a host, caught at start, not at first use."""
+    if value is None:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"not a valid URL; it must start with {' or '.join(s + '://' for s in schemes)} "
+                         "and name a host")
+    return value.strip()
+
+
+class _Base(BaseSettings):
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _ISOLATED.get():
+            return (init_settings,)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+
+@contextmanager
+def isolated_settings() -> Iterator[None]:
+    """Inside, settings come only from the values given: the demo never reads the operator's `.env`
+    or environment, whose values are meant for a real deployment."""
+    token = _ISOLATED.set(True)
+    try:
+        yield
+    finally:
+        _ISOLATED.reset(token)
+
+
+class _ProviderSection(_Base):
     """What every provider has: where it is, how often we may poll, how many jobs at once, and how
     long a job of each kind may take before we give up on it (a job can hang upstream forever)."""
 
@@ -68,8 +110,14 @@ class _ProviderSection(BaseSettings):
     @model_validator(mode="after")
     def _bounds_ordered(self) -> _ProviderSection:
         if self.poll_max_seconds < self.poll_min_seconds:
-            raise ValueError("poll_max_seconds must be at least poll_min_seconds")
+            prefix = type(self).model_config.get("env_prefix", "")
+            raise ValueError(f"{prefix}POLL_MAX_SECONDS must be at least {prefix}POLL_MIN_SECONDS")
         return self
+
+    @field_validator("base_url", check_fields=False)
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return check_url(value, ("https", "http"))
 
     @field_validator("deadline_minutes")
     @classmethod
@@ -134,10 +182,10 @@ class ScenarioSettings(_ProviderSection):
         return super().enabled and bool(self.api_secret and self.api_secret.get_secret_value())
 
 
-class Settings(BaseSettings):
+class Settings(_Base):
     """Everything the bot reads from its environment; see `.env.example` for each name."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False, env_ignore_empty=True)
 
     discord_token: SecretStr | None = None
     discord_dev_guild_id: int | None = None
@@ -165,6 +213,16 @@ class Settings(BaseSettings):
     def upload_limit_bytes(self) -> int:
         return int(self.upload_limit_mb * MIB)
 
+    @field_validator("discord_api_url")
+    @classmethod
+    def _api_url(cls, value: str | None) -> str | None:
+        return check_url(value, ("https", "http"))
+
+    @field_validator("discord_gateway_url")
+    @classmethod
+    def _gateway_url(cls, value: str | None) -> str | None:
+        return check_url(value, ("wss", "ws"))
+
     @field_validator("cooldowns")
     @classmethod
     def _cooldowns_over_defaults(cls, value: dict[str, float]) -> dict[str, float]:
@@ -188,6 +246,11 @@ class Settings(BaseSettings):
 class ConfigError(Exception):
     """A configuration problem, phrased for the operator; it never quotes a value."""
 
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("Invalid configuration:\n  " + "\n  ".join(problems))
+        #: one "VARIABLE: what is wrong" line each
+        self.problems = problems
+
 
 _SECTION_PREFIX = {"viggle": "VIGGLE_", "vid2scene": "VID2SCENE_", "scenario": "SCENARIO_"}
 
@@ -196,8 +259,10 @@ def _describe(error: ValidationError, prefix: str = "") -> list[str]:
     lines = []
     for item in error.errors(include_input=False, include_url=False):
         loc = [str(p) for p in item["loc"]]
-        name = (prefix + "_".join(loc[:1])).upper() if loc else prefix.rstrip("_") or "configuration"
-        lines.append(f"{name}: {item['msg']}")
+        message = item["msg"].removeprefix("Value error, ")
+        if loc:  # a cross-field rule (no location) names its variables itself
+            message = f"{(prefix + loc[0]).upper()}: {message}"
+        lines.append(message)
     return lines
 
 
@@ -232,5 +297,5 @@ def load_settings(**overrides: Any) -> Settings:
         problems.append(f"{_json_variable(exc, '')}: not valid JSON")
         settings = None
     if problems or settings is None:
-        raise ConfigError("Invalid configuration:\n  " + "\n  ".join(problems))
+        raise ConfigError(problems)
     return settings

@@ -16,10 +16,12 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import discord
 
 from bot.buttons import job_buttons, result_buttons
+from bot.media.turntable import TURNTABLE_SUFFIX
 from bot.models import Artifact, Job, JobState, utcnow
 from bot.plain import plain, quiet
 from bot.store import Store
@@ -80,10 +82,16 @@ def status_embed(job: Job, provider_name: str) -> discord.Embed:
     if job.state is JobState.CANCELLED and job.last_error:
         embed.add_field(name="Note", value=quiet(job.last_error)[:1000], inline=False)
     embed.add_field(name="Owner", value=f"<@{job.owner_id}>", inline=True)
-    if job.preview_url and job.preview_url.startswith(("http://", "https://")) and job.state.is_live:
+    if job.preview_url and job.preview_url.startswith(("http://", "https://")) and (
+            job.state.is_live or is_turntable(job.preview_url)):
         embed.set_thumbnail(url=job.preview_url)
     embed.set_footer(text=f"Job {job.id}")
     return embed
+
+
+def is_turntable(url: str) -> bool:
+    """A turntable we rendered and posted: it stays the card's picture after the job ends."""
+    return urlsplit(url).path.endswith(TURNTABLE_SUFFIX)
 
 
 def fingerprint(job: Job, embed: discord.Embed) -> str:
@@ -310,7 +318,9 @@ class Delivery:
                 continue
             message = await self._send_part(job, channel, plan, index, len(plans))
             sent.append(message.id)
-            job = await self.store.update(job, result_message_ids=tuple(sent))
+            picture = next((a.url for a in message.attachments if a.filename.endswith(TURNTABLE_SUFFIX)), None)
+            job = await self.store.update(job, result_message_ids=tuple(sent),
+                                          **({"preview_url": picture} if picture else {}))
         return job
 
     def _content(self, job: Job, plan: MessagePlan, index: int, total: int) -> str:

@@ -27,6 +27,7 @@ from bot.providers.base import (
     RateLimited,
     Transient,
 )
+from bot.streams import BLOCK, FileSink, file_blocks, read_blocks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,14 +72,13 @@ async def stream_to_file(content: aiohttp.StreamReader, path: Path, max_bytes: i
     """Copy a body to `path`, stopping at max_bytes + 1 (the byte that proves it is too large)."""
     written = 0
     with path.open("wb") as fh:
-        while True:
-            block = await content.read(min(CHUNK, max_bytes + 1 - written))
-            if not block:
-                return written
-            written += len(block)
-            if written > max_bytes:
-                raise TooLarge(f"The file is larger than the {max_bytes / 1048576:.0f} MiB limit.")
-            await asyncio.to_thread(fh.write, block)
+        async with FileSink(fh) as sink:
+            async for block in read_blocks(content, BLOCK):
+                written += len(block)
+                if written > max_bytes:
+                    raise TooLarge(f"The file is larger than the {max_bytes / 1048576:.0f} MiB limit.")
+                await sink.write(block)
+    return written
 
 
 def _same_origin(a: aiohttp.client.URL, b: aiohttp.client.URL) -> bool:
@@ -156,18 +156,11 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, attempts: int = 3, f
 
 
 async def file_chunks(path: Path, offset: int = 0, length: int | None = None,
-                      chunk: int = CHUNK) -> AsyncIterator[bytes]:
+                      chunk: int = BLOCK) -> AsyncIterator[bytes]:
     """Yield a file's bytes (or a slice) in chunks, reading in a thread: uploads never hold the
     file in memory and never block the loop on disk reads."""
-    remaining = path.stat().st_size - offset if length is None else length
-    with path.open("rb") as fh:
-        await asyncio.to_thread(fh.seek, offset)
-        while remaining > 0:
-            data = await asyncio.to_thread(fh.read, min(chunk, remaining))
-            if not data:
-                break
-            remaining -= len(data)
-            yield data
+    async for data in file_blocks(path, offset, length, chunk):
+        yield data
 
 
 class Net:

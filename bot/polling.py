@@ -1,10 +1,12 @@
 """When to ask a provider again: a pure policy, no I/O, so it can be tested and benchmarked alone.
 
-Polling too often wastes the provider's rate budget; too rarely makes results late. The policy:
-- queued: the further back in the queue, the longer the wait;
-- running with progress: aim for about four polls across the estimated remaining time, so polls
-  get denser as the job nears its end;
-- running without progress: wait a tenth of the time it has run so far (long jobs, rare polls);
+Polling too often wastes the provider's rate budget; too rarely makes results late. The policy
+aims each poll at the job's predicted end (`plan_poll_with_eta`):
+- queued: the further back in the queue, the longer the wait (and never sooner than the typical
+  run of the kind would allow);
+- running with progress: from the pace since the first progress seen; a steady pace is aimed at
+  closely, progress that jumps in checkpoints only halfway;
+- running without progress: from how long recent jobs of the same kind took;
 - always inside the provider's [min, max] bounds, and never sooner than a 429's Retry-After.
 """
 
@@ -43,33 +45,6 @@ def eta_seconds(progress: float | None, running_for: float | None) -> float | No
     if progress < MIN_PROGRESS_FOR_ETA:
         return None
     return running_for * (1 - progress) / progress
-
-
-def next_poll_delay(
-    bounds: PollBounds,
-    *,
-    phase: RemotePhase,
-    progress: float | None = None,
-    queue_position: int | None = None,
-    running_for: float | None = None,
-    retry_after: float | None = None,
-) -> float:
-    """Seconds until the next poll of a job that is not finished."""
-    if phase is RemotePhase.QUEUED:
-        ahead = max(0, queue_position or 0)
-        delay = bounds.minimum * (1 + 0.5 * ahead)
-    else:
-        remaining = eta_seconds(progress, running_for)
-        if remaining is not None:
-            delay = remaining / 4
-        elif running_for is not None:
-            delay = running_for / 10
-        else:
-            delay = bounds.minimum
-    delay = bounds.clamp(delay)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return delay
 
 
 def retry_backoff(attempts: int, *, base: float = 2.0, cap: float = 300.0) -> float:

@@ -22,7 +22,7 @@ import discord
 
 from bot.delivery import Delivery
 from bot.models import TRANSITIONS, Chore, Job, JobState, RemotePhase, RemoteStatus, utcnow
-from bot.polling import PollBounds, eta_seconds, next_poll_delay, retry_backoff
+from bot.polling import DurationHistory, PollBounds, PollClock, plan_poll_with_eta, retry_backoff
 from bot.providers.base import (
     AuthFailed,
     InputRejected,
@@ -64,7 +64,8 @@ class Runner:
     """Drives jobs. `wake()` after creating or changing one; `start()`/`stop()` around the bot."""
 
     def __init__(self, store: Store, providers: dict[str, Provider], delivery: Delivery, *, spool_dir: Path,
-                 max_attempts: int = 8, clock: Callable[[], datetime] = utcnow, idle_wait: float = 30.0) -> None:
+                 max_attempts: int = 8, clock: Callable[[], datetime] = utcnow, idle_wait: float = 30.0,
+                 heartbeat: Callable[[], None] | None = None) -> None:
         self.store = store
         self.providers = providers
         self.delivery = delivery
@@ -72,6 +73,8 @@ class Runner:
         self.max_attempts = max_attempts
         self.clock = clock
         self.idle_wait = idle_wait
+        #: called on every turn of the loop (at least every `idle_wait` s): `python -m bot health`
+        self.heartbeat = heartbeat
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._limits = {name: asyncio.Semaphore(p.limits.max_concurrent) for name, p in providers.items()}
@@ -80,6 +83,7 @@ class Runner:
         self._status_dirty: set[str] = set()
         self._not_before: dict[str, datetime] = {}
         self._status_tasks: dict[str, asyncio.Task[None]] = {}
+        self._durations: dict[tuple[str, str], DurationHistory] = {}
 
     # -- life -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -132,6 +136,8 @@ class Runner:
             log.exception("could not sweep the spool folder")
         while not self._stopping:
             self._wake.clear()
+            if self.heartbeat is not None:
+                self.heartbeat()
             try:
                 for job in await self.store.due_jobs(self.clock(), exclude=self._inflight):
                     task = asyncio.create_task(self._drive(job), name=f"job-{job.id}")
@@ -334,7 +340,8 @@ class Runner:
             fields["preview_url"] = status.preview_url
         if status.phase is RemotePhase.SUCCEEDED:
             return await self.store.transition(job, JobState.COLLECTING, next_run_at=now, eta=None,
-                                               provider_data={**job.provider_data, "_status": status.data},
+                                               provider_data={**job.provider_data, "_status": status.data,
+                                                              **self._remote_seconds(job, now)},
                                                **fields)
         if status.phase is RemotePhase.FAILED:
             reason = status.error or "The provider reported the job as failed."
@@ -344,35 +351,42 @@ class Runner:
         if status.phase is RemotePhase.CANCELLED:
             return await self._end(job, JobState.CANCELLED, provider, eta=None,
                                    last_error=f"Cancelled at {provider.display_name}.")
-        running_since = job.running_since or (now if status.phase is RemotePhase.RUNNING else None)
-        running_for = (now - running_since).total_seconds() if running_since else None
-        progress, running_for = self._pace(job, status, now, running_for, fields)
-        remaining = eta_seconds(progress, running_for)
-        fields["eta"] = now + timedelta(seconds=remaining) if remaining is not None else None
+        clock = self._poll_clock(job)
         bounds = PollBounds(provider.limits.poll_min, provider.limits.poll_max)
-        delay = next_poll_delay(bounds, phase=status.phase, progress=progress,
-                                queue_position=status.queue_position, running_for=running_for)
-        fields["next_run_at"] = now + timedelta(seconds=delay)
+        plan = plan_poll_with_eta(bounds, clock, phase=status.phase, progress=status.progress,
+                                  queue_position=status.queue_position, now=now.timestamp(),
+                                  typical_total=await self._typical_seconds(job))
+        fields["eta"] = now + timedelta(seconds=plan.remaining) if plan.remaining is not None else None
+        fields["next_run_at"] = now + timedelta(seconds=plan.delay)
+        fields["provider_data"] = {**job.provider_data, "_poll": clock.to_json()}
         if job.state is JobState.SUBMITTED and status.phase is RemotePhase.RUNNING:
             return await self.store.transition(job, JobState.RUNNING, **fields)
         return await self.store.update(job, **fields)
 
-    @staticmethod
-    def _pace(job: Job, status: RemoteStatus, now: datetime, running_for: float | None,
-              fields: dict) -> tuple[float | None, float | None]:
-        """Progress and time measured from the first progress we saw, not from zero: after a
-        restart, or when the first poll already shows 60%, the pace since then is what predicts
-        the rest. Returns (progress as a share of what was left then, seconds since then)."""
-        if status.progress is None or status.phase is not RemotePhase.RUNNING:
-            return status.progress, running_for
-        first = job.provider_data.get("_progress0")
-        if first is None:
-            fields["provider_data"] = {**job.provider_data, "_progress0": [status.progress, now.timestamp()]}
-            return None, running_for  # nothing to extrapolate from yet
-        p0, t0 = first
-        if p0 >= 1:
-            return status.progress, running_for
-        return (status.progress - p0) / (1 - p0), now.timestamp() - t0
+    def _poll_clock(self, job: Job) -> PollClock:
+        """What the polling policy remembers of this job (kept with it, so a restart continues)."""
+        submitted = job.updated_at if job.state is JobState.SUBMITTED else self.clock()
+        return PollClock.from_json(job.provider_data.get("_poll"), submitted_at=submitted.timestamp())
+
+    async def _typical_seconds(self, job: Job) -> float | None:
+        """The early side of how long this kind of job took at the provider lately (read from the
+        store once per kind, then kept up to date as jobs finish)."""
+        key = (job.provider, job.kind)
+        if key not in self._durations:
+            history = DurationHistory()
+            for seconds in reversed(await self.store.recent_remote_durations(job.provider, job.kind)):
+                history.add(seconds)
+            self._durations[key] = history
+        return self._durations[key].typical()
+
+    def _remote_seconds(self, job: Job, now: datetime) -> dict:
+        """Note how long the provider took, for the next jobs' polling."""
+        if "_poll" not in job.provider_data:
+            return {}
+        seconds = now.timestamp() - self._poll_clock(job).submitted_at
+        if (job.provider, job.kind) in self._durations:
+            self._durations[(job.provider, job.kind)].add(seconds)
+        return {"_remote_seconds": round(seconds, 1)}
 
     # -- endings and retries ----------------------------------------------------------------------
     async def _retry_later(self, job: Job, delay: float, *, count: bool, error: str | None = None) -> Job:

@@ -368,6 +368,14 @@ class Store:
             row = await cur.fetchone()
         return _dt(row[0]) if row and row[0] is not None else None
 
+    async def recent_remote_durations(self, provider: str, kind: str, limit: int = 25) -> list[float]:
+        """How long the provider took for the latest finished jobs of a kind, newest first."""
+        sql = ("SELECT json_extract(provider_data, '$._remote_seconds') AS seconds FROM jobs "
+               "WHERE provider = ? AND kind = ? AND state = 'done' AND seconds IS NOT NULL "
+               "ORDER BY finished_at DESC LIMIT ?")
+        async with self._db.execute(sql, (provider, kind, limit)) as cur:
+            return [float(r[0]) for r in await cur.fetchall()]
+
     async def list_jobs(self, *, owner_id: int | None = None, guild_id: int | None = None,
                         live_only: bool = False, limit: int = 25) -> list[Job]:
         where, params = [], []

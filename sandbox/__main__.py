@@ -8,16 +8,18 @@ import argparse
 import asyncio
 import importlib
 import importlib.util
+from pathlib import Path
 
 #: module, class; each class serves on loopback and knows its own env lines
 SERVICES = (("sandbox.vid2scene", "Vid2SceneSandbox"), ("sandbox.viggle", "ViggleSandbox"),
             ("sandbox.scenario", "ScenarioSandbox"))
 
 
-async def serve(host: str, user: str, console_port: int = 0) -> None:
+async def serve(host: str, user: str, console_port: int = 0, env_file: Path | None = None) -> None:
     from sandbox.console import Console
     from sandbox.discord import DiscordEmulator
 
+    stopped = _stop_on_signals()
     emu = DiscordEmulator()
     await emu.start(host=host)
     services = []
@@ -38,15 +40,30 @@ async def serve(host: str, user: str, console_port: int = 0) -> None:
     print(f"\nDiscord emulator: {emu.base_url} (guild {emu.guild_id}, channel {emu.channel_id})")
     emu.add_user(user)
     console = Console(emu)
-    print(f"Console (the channel in your browser, act as {user!r} or any user you add): "
-          f"{await console.start(host, console_port)}", flush=True)
+    console_url = await console.start(host, console_port)
+    if env_file is not None:  # for a bot in another container (compose.yaml); gone when we stop
+        env_file.write_text("".join(f"{name}={value}\n" for name, value in lines.items()))
+    print(f"Console (the channel in your browser, act as {user!r} or any user you add): {console_url}", flush=True)
     try:
-        await asyncio.Event().wait()
+        await stopped.wait()
     finally:
+        if env_file is not None:
+            env_file.unlink(missing_ok=True)
         await console.stop()
         for service in services:
             await service.stop()
         await emu.stop()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """Set by SIGTERM or Ctrl-C, so the stand-ins stop and remove their temp folders."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def main() -> None:
@@ -54,9 +71,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--user", default="tester", help="the first user of the console")
     parser.add_argument("--console-port", type=int, default=0, help="the console's port (default: any free one)")
+    parser.add_argument("--env-file", type=Path, help="also write the environment lines to this file")
     args = parser.parse_args()
     try:
-        asyncio.run(serve(args.host, args.user, args.console_port))
+        asyncio.run(serve(args.host, args.user, args.console_port, args.env_file))
     except KeyboardInterrupt:
         pass
 

@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import logging
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 import discord
 
 from bot.app import VideoBot
-from bot.config import ScenarioSettings, Settings, Vid2SceneSettings, ViggleSettings
+from bot.config import ScenarioSettings, Settings, Vid2SceneSettings, ViggleSettings, isolated_settings
 from bot.demo.transcript import write_transcript
 from bot.logs import setup_logging
 
@@ -85,30 +86,32 @@ async def run_demo(out: str | Path = "demo-out") -> int:
     out = Path(out)
     stories = [importlib.import_module(m) for m in STORIES if importlib.util.find_spec(m) is not None]
     emu = DiscordEmulator()
-    await emu.start()
-    emu.point_discord_py()
-    alice = emu.add_user("alice")
     sandboxes, envs = [], {}
-    for story in stories:
-        sandbox = story.make_sandbox()
-        await sandbox.start()
-        sandboxes.append(sandbox)
-        envs[story.SECTION] = sandbox.env_lines()
     scratch = Path(tempfile.mkdtemp(prefix="videobot-demo-"))
-    settings = Settings(discord_token=emu.bot_token, database_path=scratch / "demo.db", spool_dir=scratch / "spool",
-                        discord_api_url=f"{emu.base_url}/api/v10",
-                        status_edit_seconds=0.5,
-                        **{name: _section_settings(name, envs.get(name)) for name in _SECTIONS})
-    bot = DemoBot(settings, guild_ready_timeout=0.05, chunk_guilds_at_startup=False)
-    bot_task = asyncio.create_task(bot.start(emu.bot_token))
+    bot = bot_task = None
     failures = 0
-    try:
+    try:  # everything inside, so Ctrl-C or SIGTERM at any point leaves no temp folder behind
+        await emu.start()
+        emu.point_discord_py()
+        alice = emu.add_user("alice")
+        for story in stories:
+            sandbox = story.make_sandbox()
+            sandboxes.append(sandbox)
+            await sandbox.start()
+            envs[story.SECTION] = sandbox.env_lines()
+        with isolated_settings():  # the operator's .env and environment are for the real bot
+            settings = Settings(discord_token=emu.bot_token, database_path=scratch / "demo.db",
+                                spool_dir=scratch / "spool", status_edit_seconds=0.5,
+                                discord_api_url=f"{emu.base_url}/api/v10",
+                                **{name: _section_settings(name, envs.get(name)) for name in _SECTIONS})
+        bot = DemoBot(settings, guild_ready_timeout=0.05, chunk_guilds_at_startup=False)
+        bot_task = asyncio.create_task(bot.start(emu.bot_token))
         await asyncio.wait_for(bot.wait_until_ready(), 20)
         guild = discord.Object(emu.guild_id)
         bot.tree.copy_global_to(guild=guild)
         await bot.tree.sync(guild=guild)
         print(f"sandbox up, bot ready in {time.perf_counter() - started:.1f} s; "
-              f"providers: {', '.join(bot.providers) or 'none'}")
+              f"providers: {', '.join(bot.providers) or 'none'}", flush=True)
         ctx = DemoContext(emu, alice, scratch / "inputs", bot)
         ctx.workdir.mkdir(parents=True, exist_ok=True)
         for story in stories:
@@ -126,12 +129,16 @@ async def run_demo(out: str | Path = "demo-out") -> int:
         page = write_transcript(out, emu, names, "VideoBot demo")
         print(f"transcript: {page} and {out / 'transcript.txt'}")
     finally:
-        await bot.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(bot_task, 10)
+        if bot is not None:
+            await bot.close()
+        if bot_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(bot_task, 10)
         for sandbox in sandboxes:
-            await sandbox.stop()
+            with contextlib.suppress(Exception):
+                await sandbox.stop()
         emu.unpatch()
         await emu.stop()
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
     print(f"demo finished in {time.perf_counter() - started:.1f} s with {failures} failed stories")
     return 1 if failures else 0

@@ -1,8 +1,9 @@
 """3D Gaussian splat files: INRIA-layout PLY in, Niantic SPZ (v1–v4) in and out, and size fitting.
 
 vid2scene delivers a PLY of up to ~250 MB; Discord takes 10 MB. So PLYs are memory-mapped (a
-`SplatCloud` from `load_ply` holds views into the file, not copies), SPZ streams are encoded and
-compressed chunk by chunk, and `fit_spz` measures real compressed sizes instead of guessing.
+`SplatCloud` from `load_ply` holds views into the file, not copies), SPZ streams are
+encoded chunk by chunk and compressed in parallel, one zstd frame per attribute, and `fit_spz`
+estimates sizes from samples, then checks the real compressed size.
 No axis conversion is applied (like Niantic's `ply_to_spz` CLI default): data stays as it came.
 """
 
@@ -13,16 +14,21 @@ import gzip
 import io
 import os
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from bot.media import spz_quant as qz
-from bot.media.probe import MediaError, format_size
+from bot.media.probe import MediaError
 
 SPZ_MAGIC = 0x5053474E  # b"NGSP" little-endian
 CHUNK = 16384  # gaussians per encode step: ~20 MB of temporaries at SH degree 3
+ZSTD_LEVEL = 12  # what Niantic's writer uses for every stream
+#: the SH stream is ~70% of the bytes and ~90% of level 12's time; level 9 costs under 1% in size
+#: (bench/bench_splat.py) and takes less than half the time
+SH_ZSTD_LEVEL = 9
 _PLY_FLOATS = {"float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
 _PLY_OTHER = {"char": "i1", "uchar": "u1", "short": "i2", "ushort": "u2", "int": "i4", "uint": "u4",
               "int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2", "int32": "i4", "uint32": "u4"}
@@ -36,7 +42,8 @@ class SplatCloud:
     """N gaussians as arrays (float32, or memmap views of a PLY): the shape every reader returns.
 
     positions (N,3); alphas (N,) opacity logits; colors (N,3) SH DC (f_dc); scales (N,3) log std-dev;
-    rotations (N,4) quaternion w,x,y,z; sh (N,dim,3) higher SH coefficient-major, or None.
+    rotations (N,4) quaternion w,x,y,z; sh (N,dim,3) higher SH coefficient-major (decoded lazily
+    when read from SPZ), or None.
     """
 
     positions: np.ndarray
@@ -44,7 +51,7 @@ class SplatCloud:
     colors: np.ndarray
     scales: np.ndarray
     rotations: np.ndarray
-    sh: np.ndarray | None = None
+    sh: np.ndarray | qz.QuantisedSH | None = None
     antialiased: bool = False
 
     @property
@@ -237,26 +244,45 @@ def read_spz(path: Path | str) -> SplatCloud:
 
 
 def _read_v4(fh: io.BufferedReader) -> SplatCloud:
+    """NGSP: one zstd frame per non-empty attribute (5 at SH degree 0, 6 above). Our own early files
+    carried an empty sixth frame at SH degree 0; that is accepted too."""
     import zstandard
 
     head = fh.read(_V4_HEADER.size)
     if len(head) < _V4_HEADER.size:
         raise _damaged("short header")
     _magic, version, n, degree, fb, flags, streams, toc = _V4_HEADER.unpack(head)
-    if version != 4 or degree > 4 or streams < 6:
-        raise _damaged(f"version {version}, SH degree {degree}, {streams} streams")
+    if version != 4 or degree > 4:
+        raise _damaged(f"version {version}, SH degree {degree}")
+    expected = _raw_sizes(n, degree, version)
+    wanted = [size for size in expected if size] if streams != len(expected) else expected
+    if streams != len(wanted):
+        raise _damaged(f"{streams} streams where SH degree {degree} has {len(wanted)}")
     fh.seek(toc)
-    sizes = [struct.unpack("<QQ", fh.read(16)) for _ in range(streams)]
+    table = fh.read(16 * streams)
+    if len(table) < 16 * streams:
+        raise _damaged("short table of streams")
+    sizes = [struct.unpack_from("<QQ", table, 16 * i) for i in range(streams)]
+    if [u for _c, u in sizes] != wanted:
+        raise _damaged("stream sizes do not match its point count")
     dctx = zstandard.ZstdDecompressor()
-    blobs = []
-    for compressed, uncompressed in sizes[:6]:
+    out_blobs = []
+    for compressed, uncompressed in sizes:
         data = fh.read(compressed)
         try:
             out = dctx.decompress(data, max_output_size=uncompressed) if uncompressed else b""
         except zstandard.ZstdError as exc:
             raise _damaged("bad zstd stream") from exc
-        blobs.append(np.frombuffer(out, np.uint8))
-    return _decode_arrays(blobs, n, degree, fb, flags, version)
+        out_blobs.append(np.frombuffer(out, np.uint8))
+    blobs = iter(out_blobs)
+    full = [next(blobs) if size else np.zeros(0, np.uint8) for size in expected]
+    return _decode_arrays(full, n, degree, fb, flags, version)
+
+
+def _raw_sizes(n: int, degree: int, version: int) -> list[int]:
+    """Bytes of the six attribute arrays: positions, alphas, colours, scales, rotations, SH."""
+    return [n * (6 if version == 1 else 9), n, n * 3, n * 3, n * (3 if version <= 2 else 4),
+            n * qz.SH_DIMS[degree] * 3]
 
 
 def _read_legacy(raw: bytes) -> SplatCloud:
@@ -265,8 +291,7 @@ def _read_legacy(raw: bytes) -> SplatCloud:
     magic, version, n, degree, fb, flags, _ = _LEGACY_HEADER.unpack_from(raw)
     if magic != SPZ_MAGIC or version not in (1, 2, 3) or degree > 4:
         raise _damaged(f"magic {magic:#x}, version {version}")
-    sizes = [n * (6 if version == 1 else 9), n, n * 3, n * 3, n * (3 if version <= 2 else 4),
-             n * qz.SH_DIMS[degree] * 3]
+    sizes = _raw_sizes(n, degree, version)
     if 16 + sum(sizes) > len(raw):
         raise _damaged("fewer bytes than its point count needs")
     blobs, at = [], 16
@@ -289,15 +314,14 @@ def _skip_leading_extensions(raw: bytes, extra: int) -> int:
 
 def _decode_arrays(blobs: list[np.ndarray], n: int, degree: int, fb: int, flags: int, version: int) -> SplatCloud:
     dim = qz.SH_DIMS[degree]
-    expected = [n * (6 if version == 1 else 9), n, n * 3, n * 3, n * (3 if version <= 2 else 4), n * dim * 3]
-    if [len(b) for b in blobs] != expected:
+    if [len(b) for b in blobs] != _raw_sizes(n, degree, version):
         raise _damaged("stream sizes do not match its point count")
     pos, alpha, color, scale, rot, sh = blobs
     return SplatCloud(
         qz.decode_positions_f16(pos) if version == 1 else qz.decode_positions(pos, fb),
         qz.decode_alphas(alpha), qz.decode_colors(color), qz.decode_scales(scale),
         qz.decode_rotations_v2(rot) if version <= 2 else qz.decode_rotations(rot),
-        qz.decode_sh(sh, dim) if dim else None, antialiased=bool(flags & 1))
+        qz.QuantisedSH(sh.reshape(n, dim * 3), dim) if dim else None, antialiased=bool(flags & 1))
 
 
 def load_splat(path: Path | str) -> SplatCloud:
@@ -311,31 +335,28 @@ def load_splat(path: Path | str) -> SplatCloud:
 
 # -- SPZ writing -------------------------------------------------------------------------------------
 
-def _stream_chunks(cloud: SplatCloud, stream: int, fb: int, version: int):
-    """Raw bytes of one SPZ stream, CHUNK gaussians at a time (memmaps are touched lazily)."""
-    for a in range(0, cloud.count, CHUNK):
+def encode_stream(cloud: SplatCloud, stream: int, fb: int, version: int) -> np.ndarray:
+    """The raw bytes of one attribute array, encoded CHUNK gaussians at a time into one buffer
+    (memmaps are touched lazily, float temporaries stay small)."""
+    per = _raw_sizes(1, cloud.sh_degree, version)[stream]
+    out = np.empty(cloud.count * per, np.uint8)
+    for a in range(0, cloud.count if per else 0, CHUNK):
         b = min(a + CHUNK, cloud.count)
         if stream == 0:
-            out = qz.encode_positions(cloud.positions[a:b], fb)
+            enc = qz.encode_positions(cloud.positions[a:b], fb)
         elif stream == 1:
-            out = qz.encode_alphas(np.asarray(cloud.alphas[a:b]).reshape(-1))
+            enc = qz.encode_alphas(np.asarray(cloud.alphas[a:b]).reshape(-1))
         elif stream == 2:
-            out = qz.encode_colors(cloud.colors[a:b])
+            enc = qz.encode_colors(cloud.colors[a:b])
         elif stream == 3:
-            out = qz.encode_scales(cloud.scales[a:b])
+            enc = qz.encode_scales(cloud.scales[a:b])
         elif stream == 4:
             rot = cloud.rotations[a:b]
-            out = qz.encode_rotations_v2(rot) if version == 2 else qz.encode_rotations(rot)
+            enc = qz.encode_rotations_v2(rot) if version == 2 else qz.encode_rotations(rot)
         else:
-            if cloud.sh is None:
-                return
-            out = qz.encode_sh(cloud.sh[a:b])
-        yield out.tobytes()
-
-
-def _stream_size(cloud: SplatCloud, stream: int, version: int) -> int:
-    per = [9, 1, 3, 3, 3 if version == 2 else 4, qz.SH_DIMS[cloud.sh_degree] * 3][stream]
-    return cloud.count * per
+            enc = qz.encode_sh(cloud.sh[a:b])
+        out[a * per: b * per] = enc.reshape(-1)
+    return out
 
 
 def _position_bits(cloud: SplatCloud) -> int:
@@ -347,43 +368,58 @@ def _position_bits(cloud: SplatCloud) -> int:
     return qz.position_bits_for(biggest)
 
 
-def compress_stream_v4(cloud: SplatCloud, stream: int, fb: int, level: int = 12) -> bytes:
-    """One v4 zstd frame (with its content size, so any reader can size the output)."""
+def _zstd(data: np.ndarray, level: int, threads: int) -> bytes:
+    """One zstd frame (content size included, like Niantic's ZSTD_compress2) in one shot."""
     import zstandard
 
-    buf = io.BytesIO()
-    size = _stream_size(cloud, stream, 4)
-    with zstandard.ZstdCompressor(level=level).stream_writer(buf, size=size, closefd=False) as writer:
-        for chunk in _stream_chunks(cloud, stream, fb, 4):
-            writer.write(chunk)
-    return buf.getvalue()
+    return zstandard.ZstdCompressor(level=level, threads=threads).compress(data)
 
 
-def _v4_header(cloud: SplatCloud, fb: int, frames: list[bytes]) -> bytes:
-    head = _V4_HEADER.pack(SPZ_MAGIC, 4, cloud.count, cloud.sh_degree, fb, int(cloud.antialiased), 6, 32)
-    toc = b"".join(struct.pack("<QQ", len(f), _stream_size(cloud, i, 4)) for i, f in enumerate(frames))
-    return head + toc
+def compress_streams_v4(cloud: SplatCloud, fb: int, *, level: int = ZSTD_LEVEL, sh_level: int = SH_ZSTD_LEVEL,
+                        workers: int | None = None) -> list[tuple[bytes, int]]:
+    """(frame, raw size) for each non-empty attribute, in file order. Streams are encoded and
+    compressed in parallel (numpy and zstd release the GIL); the largest start first and, above
+    4 MB, get zstd's own worker threads on top."""
+    workers = workers or max(1, min(6, os.cpu_count() or 1))
+    present = [s for s, size in enumerate(_raw_sizes(cloud.count, cloud.sh_degree, 4)) if size]
+
+    def job(stream: int) -> tuple[bytes, int]:
+        raw = encode_stream(cloud, stream, fb, 4)
+        threads = workers if workers > 1 and len(raw) > 4 << 20 else 0
+        return _zstd(raw, sh_level if stream == 5 else level, threads), len(raw)
+
+    order = sorted(present, key=lambda s: -_raw_sizes(1, cloud.sh_degree, 4)[s])
+    with ThreadPoolExecutor(workers) as pool:
+        futures = {s: pool.submit(job, s) for s in order}
+        return [futures[s].result() for s in present]
 
 
-def write_spz(cloud: SplatCloud, path: Path | str, *, version: int = 4, fractional_bits: int | None = None) -> Path:
+def v4_bytes_head(cloud: SplatCloud, fb: int, frames: list[tuple[bytes, int]]) -> bytes:
+    """Header and table of streams; `numStreams` counts only the frames written (Niantic's rule)."""
+    head = _V4_HEADER.pack(SPZ_MAGIC, 4, cloud.count, cloud.sh_degree, fb, int(cloud.antialiased),
+                           len(frames), _V4_HEADER.size)
+    return head + b"".join(struct.pack("<QQ", len(f), raw) for f, raw in frames)
+
+
+def write_spz(cloud: SplatCloud, path: Path | str, *, version: int = 4, fractional_bits: int | None = None,
+              level: int = ZSTD_LEVEL) -> Path:
     """Write SPZ v4 (zstd, the current format) or v2/v3 (gzip, what most 2024–25 tools read)."""
     if version not in (2, 3, 4):
         raise ValueError("SPZ versions 2, 3 and 4 can be written")
     path = Path(path)
     fb = _position_bits(cloud) if fractional_bits is None else fractional_bits
     if version == 4:
-        frames = [compress_stream_v4(cloud, s, fb) for s in range(6)]
+        frames = compress_streams_v4(cloud, fb, level=level)
         with path.open("wb") as fh:
-            fh.write(_v4_header(cloud, fb, frames))
-            for frame in frames:
+            fh.write(v4_bytes_head(cloud, fb, frames))
+            for frame, _raw in frames:
                 fh.write(frame)
         return path
     with path.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
         gz.write(_LEGACY_HEADER.pack(SPZ_MAGIC, version, cloud.count, cloud.sh_degree, fb,
                                      int(cloud.antialiased), 0))
         for stream in range(6):
-            for chunk in _stream_chunks(cloud, stream, fb, version):
-                gz.write(chunk)
+            gz.write(encode_stream(cloud, stream, fb, version))
     return path
 
 
@@ -396,83 +432,12 @@ def ply_to_spz(ply: Path | str, spz: Path | str, *, version: int = 4, sh_degree:
     return SpzInfo(path, version, cloud.count, cloud.sh_degree, path.stat().st_size, source)
 
 
-# -- fitting under a byte limit ---------------------------------------------------------------------
-
-def _importance(cloud: SplatCloud) -> np.ndarray:
-    """Visible footprint: opacity × (geometric-mean radius)²; the least of it goes first."""
-    score = np.empty(cloud.count, np.float32)
-    for a in range(0, cloud.count, CHUNK * 4):
-        b = min(a + CHUNK * 4, cloud.count)
-        alpha = 1.0 / (1.0 + np.exp(-np.asarray(cloud.alphas[a:b], np.float64)))
-        radius2 = np.exp(2.0 * np.asarray(cloud.scales[a:b], np.float64).mean(axis=1))
-        score[a:b] = alpha * radius2
-    return score
-
-
-def _estimate_size(full_size: int, full_degree: int, degree: int) -> int:
-    """Compressed size scales roughly with raw bytes per gaussian (20 + 3·dim)."""
-    return int(full_size * (20 + 3 * qz.SH_DIMS[degree]) / (20 + 3 * qz.SH_DIMS[full_degree]))
-
-
 def fit_spz(src: Path | str, dest: Path | str, limit_bytes: int, *, version: int = 4,
             min_keep: float = 0.02) -> SpzInfo:
-    """The best SPZ under `limit_bytes`: full quality, then less SH, then fewer gaussians.
+    """The best SPZ under `limit_bytes` (see bot.media.spz_fit)."""
+    from bot.media.spz_fit import fit_spz as fit
 
-    Sizes are measured by really compressing; the result is never over the limit. Refuses (MediaError)
-    rather than keep under `min_keep` of the gaussians, which would no longer look like the scene.
-    """
-    dest = Path(dest)
-    cloud = load_splat(src)
-    source = cloud.count
-    tmp = dest.with_name(dest.name + ".part")
-
-    def attempt(candidate: SplatCloud) -> int:
-        write_spz(candidate, tmp, version=version)
-        return tmp.stat().st_size
-
-    def accept(candidate: SplatCloud, size: int) -> SpzInfo:
-        os.replace(tmp, dest)
-        return SpzInfo(dest, version, candidate.count, candidate.sh_degree, size, source)
-
-    try:
-        full_degree, full_size = cloud.sh_degree, None
-        for degree in range(full_degree, -1, -1):
-            if full_size and degree and _estimate_size(full_size, full_degree, degree) > limit_bytes * 1.1:
-                continue  # hopeless by a wide margin: don't spend a compression pass on it
-            candidate = cloud.with_sh_degree(degree)
-            size = attempt(candidate)
-            if size <= limit_bytes:
-                return accept(candidate, size)
-            full_size = full_size or size
-        base = cloud.with_sh_degree(0)
-        order = np.argsort(-_importance(base), kind="stable")
-        floor_count = max(1, int(np.ceil(source * min_keep)))
-        best: tuple[SplatCloud, int] | None = None
-        low, high = 0, source  # counts known to fit / known not to fit
-        count = int(source * limit_bytes / size * 0.97)
-        for _ in range(10):
-            count = max(floor_count, min(count, high - 1))
-            if count <= low:
-                break
-            candidate = base.take(np.sort(order[:count]))
-            size = attempt(candidate)
-            if size <= limit_bytes:
-                low, best = count, (candidate, size)
-                os.replace(tmp, dest)
-                if size >= limit_bytes * 0.97 or high - low <= max(1, source // 500):
-                    break
-            else:
-                high = count
-                if count == floor_count:
-                    break
-            count = int(count * limit_bytes / size * 0.99)
-        if best is None:
-            raise MediaError(f"This splat cannot be made smaller than {format_size(limit_bytes)} "
-                             f"without losing most of it.")
-        candidate, size = best
-        return SpzInfo(dest, version, candidate.count, candidate.sh_degree, size, source)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return fit(src, dest, limit_bytes, version=version, min_keep=min_keep)
 
 
 async def ply_to_spz_async(ply: Path | str, spz: Path | str, **kwargs) -> SpzInfo:

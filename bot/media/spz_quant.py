@@ -138,11 +138,18 @@ def decode_rotations_v2(b: np.ndarray) -> np.ndarray:
 # -- spherical harmonics: (n, dim, 3) coefficient-major, colour inner --------------------------------
 
 def encode_sh(sh: np.ndarray, sh1_bits: int = 5, rest_bits: int = 4) -> np.ndarray:
+    """In float32 like Niantic's `quantizeSH` (x·128 is exact), then buckets of 2^(8-bits) by masking."""
     n, dim = sh.shape[0], sh.shape[1]
-    q = round_away(np.asarray(sh, np.float64).reshape(n, dim * 3) * 128.0).astype(np.int64) + 128
-    bucket = np.full(dim * 3, 1 << (8 - rest_bits), np.int64)
+    t = np.asarray(sh, np.float32).reshape(n, dim * 3) * np.float32(128.0)
+    np.clip(t, -512.0, 512.0, out=t)  # far outside 0..255 either way; keeps int16 safe
+    r = np.floor(np.abs(t) + np.float32(0.5))
+    np.copysign(r, t, out=r)
+    q = r.astype(np.int16)
+    q += 128
+    bucket = np.full(dim * 3, 1 << (8 - rest_bits), np.int16)
     bucket[: min(dim, 3) * 3] = 1 << (8 - sh1_bits)
-    q = (q + bucket // 2) // bucket * bucket
+    q += bucket // 2
+    q &= ~(bucket - 1)
     return np.clip(q, 0, 255).astype(np.uint8)
 
 
@@ -151,3 +158,39 @@ def decode_sh(b: np.ndarray, dim: int) -> np.ndarray:
     out -= 128.0
     out /= 128.0
     return out
+
+
+class QuantisedSH:
+    """SPZ's SH bytes, decoded to floats only when read: fitting a million-gaussian scene to SH
+    degree 0, or drawing its preview, never pays to turn 45 bytes per gaussian into 45 floats.
+
+    Behaves like the (n, dim, 3) float32 array it stands for where the project uses one: `shape`,
+    row indexing, `[:, :k]` (fewer coefficients, still lazy) and `np.asarray`.
+    """
+
+    ndim = 3
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, raw: np.ndarray, dim: int) -> None:
+        self.raw = raw  # (n, dim·3) uint8, coefficient-major, colour inner
+        self.dim = dim
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self.raw), self.dim, 3)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple) and len(key) == 2 and key[0] == slice(None) and isinstance(key[1], slice) \
+                and key[1].start in (None, 0) and key[1].step in (None, 1):
+            dim = min(self.dim, self.dim if key[1].stop is None else key[1].stop)
+            return QuantisedSH(self.raw[:, : dim * 3], dim)
+        if isinstance(key, tuple):
+            return np.asarray(self)[key]
+        return decode_sh(self.raw[key], self.dim)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = decode_sh(self.raw, self.dim)
+        return out if dtype is None else out.astype(dtype)

@@ -1,4 +1,4 @@
-"""vid2scene: a video in, a 3D Gaussian splat scene (SPZ + PLY + preview image) out.
+"""vid2scene: a video in, a 3D Gaussian splat scene (SPZ + PLY + turntable preview) out.
 
 The flow: spool the Discord attachment to disk, probe it (nothing is spent on a file that is not
 a usable video), ask for a signed upload URL, stream the file into the Azure blob PUT, submit the
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ from bot.providers.base import (
 from bot.providers.vid2scene_api import BlobGone, BlobRejected, RemoteScene, UploadTarget, Vid2SceneAPI
 from bot.providers.vid2scene_status import SceneDetails, parse_job, scene_details, strip_marker
 
+log = logging.getLogger(__name__)
 MIB = 1 << 20
 #: vid2scene's cap for Pro/Enterprise accounts (MAX_VIDEO_FILE_SIZE_PRO)
 MAX_VIDEO_BYTES = 1 << 30
@@ -233,11 +235,14 @@ class Vid2SceneProvider(Provider):
         data = status.data or {}
         name = scene_filename(data.get("title") or job.provider_data.get("title") or job.summary)
         artifacts: list[Artifact] = []
+        spz = None
         if data.get("has_spz", True):
             spz = job_path(workdir, f"{name}.spz")
             await self.api.fetch(remote, "spz", spz)
             artifacts += await self._fit_spz(spz, name, workdir)
-        preview = await self._preview(remote, workdir)
+        # our own turntable of the finished scene is the preview; vid2scene's is a training snapshot
+        preview = await self._turntable(spz, name, workdir) if spz else None
+        preview = preview or await self._preview(remote, workdir)
         if preview is not None:
             artifacts.append(preview)
         if data.get("has_ply"):
@@ -258,13 +263,27 @@ class Vid2SceneProvider(Provider):
             return [full]
         small = job_path(workdir, f"{name}-reduced-for-discord.spz")
         try:
-            await fit_spz_async(spz, small, self.upload_limit)
+            info = await fit_spz_async(spz, small, self.upload_limit)
         except Exception:  # noqa: BLE001 - the full SPZ still gets its Download button
             return [full]
         if not small.exists() or small.stat().st_size > self.upload_limit:
             return [full]
-        reduced = Artifact(small, small.name, "a lighter SPZ reduced to fit Discord (fewer, simpler splats)")
+        from bot.media.spz_fit import describe_fit
+
+        reduced = Artifact(small, small.name, f"a lighter SPZ that fits Discord: {describe_fit(info)}")
         return [reduced, full]
+
+    async def _turntable(self, scene: Path, name: str, workdir: Path) -> Artifact | None:
+        """A turning view of the scene rendered here (animated WebP, plays inline in Discord)."""
+        from bot.media.turntable import TURNTABLE_SUFFIX, make_turntable_async
+
+        dest = workdir / f"{name}{TURNTABLE_SUFFIX}"
+        try:
+            await make_turntable_async(scene, dest)
+        except Exception:  # noqa: BLE001 - vid2scene's own preview image is the fallback
+            log.warning("could not render a turntable preview", exc_info=True)
+            return None
+        return Artifact(dest, dest.name, "a turntable preview of the scene")
 
     async def _preview(self, remote: str, workdir: Path) -> Artifact | None:
         dest = job_path(workdir, "preview.img")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import base64
 
-from bot.checks import run_checks
 from bot.config import ScenarioSettings, Settings
+from bot.preflight import REFUSED, preflight
 from sandbox.scenario import ScenarioSandbox
 
 
@@ -22,12 +22,13 @@ async def test_check_masks_every_form_of_the_key_pair(tmp_path, capsys):
         settings = Settings(database_path=tmp_path / "bot.db", scenario=ScenarioSettings(
             api_key=env["SCENARIO_API_KEY"], api_secret=env["SCENARIO_API_SECRET"],
             base_url=env["SCENARIO_BASE_URL"], allowed_hosts=env["SCENARIO_ALLOWED_HOSTS"]))
-        assert await run_checks(settings) is False
+        problems = await preflight(settings, lambda name, detail: print(f"{name}: {detail}"))
     finally:
         await sandbox.stop()
-    out = capsys.readouterr().out
-    line = next(x for x in out.splitlines() if x.startswith("scenario:"))
-    assert "FAILED" in line and "has no access to this team" in line and "***" in line
+    out = capsys.readouterr().out + "\n".join(map(str, problems))
+    problem = next(p for p in problems if p.setting.startswith("SCENARIO_API_KEY"))
+    assert problem.code == REFUSED
+    assert "has no access to this team" in str(problem) and "***" in str(problem)
     for secret in (basic, sandbox.api_key, sandbox.api_secret):
         assert secret not in out
     assert len(sandbox.requests_to(r"^/v1/jobs", "GET")) >= 1

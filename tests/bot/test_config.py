@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_settings
+from bot.config import ConfigError, Settings, isolated_settings, load_settings
 from bot.logs import RedactSecrets
 
 
@@ -47,7 +49,9 @@ def test_bad_values_name_the_variable_and_never_the_secret(monkeypatch):
         load_settings()
     text = str(caught.value)
     assert "VIGGLE_POLL_MIN_SECONDS" in text and "MAX_JOBS_PER_USER" in text
-    assert "poll_max_seconds must be at least poll_min_seconds" in text
+    # a rule between two variables names both variables, not the section
+    assert "VID2SCENE_POLL_MAX_SECONDS must be at least VID2SCENE_POLL_MIN_SECONDS" in text
+    assert not any(line.strip().startswith("VID2SCENE:") for line in text.splitlines())
     assert "sk-do-not-print-me" not in text and "often" not in text
 
 
@@ -64,6 +68,39 @@ def test_log_records_are_masked(caplog):
     with caplog.at_level(logging.INFO):
         logger.info("calling with key %s", "sk-secret-value")
     assert "sk-secret-value" not in caplog.text and "***" in caplog.text
+
+
+def test_env_example_loads_as_it_is(tmp_path):
+    """`cp .env.example .env` gives a working configuration: `NAME=` means "not set"."""
+    shutil.copy(Path(__file__).resolve().parents[2] / ".env.example", tmp_path / ".env")
+    s = load_settings()
+    assert s.discord_token is None and s.discord_dev_guild_id is None
+    assert s.discord_api_url is None and s.discord_gateway_url is None
+    assert not (s.viggle.enabled or s.vid2scene.enabled or s.scenario.enabled)
+    assert s.viggle.base_url == "https://apis.viggle.ai"
+    assert s.vid2scene.deadline_minutes["splat"] == 480
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("VIGGLE_BASE_URL", "apis.viggle.ai"), ("VID2SCENE_BASE_URL", "ftp://vid2scene.com/api/v1"),
+    ("SCENARIO_BASE_URL", "https:///v1"), ("DISCORD_API_URL", "discord.com/api"),
+    ("DISCORD_GATEWAY_URL", "https://gateway.discord.gg")])
+def test_malformed_urls_are_refused_at_load_by_name(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.problems[0].startswith(f"{name}: not a valid URL")
+    assert value not in str(caught.value)
+
+
+def test_isolated_settings_ignore_the_environment_and_env_file(monkeypatch, tmp_path):
+    (tmp_path / ".env").write_text("UPLOAD_LIMIT_MB=lots\nVIGGLE_API_KEY=sk-operator\n")
+    monkeypatch.setenv("LOG_LEVEL", "chatty")
+    with pytest.raises(ConfigError):
+        load_settings()
+    with isolated_settings():
+        s = Settings(discord_token="t")
+    assert s.log_level == "INFO" and s.upload_limit_mb == 10 and not s.viggle.enabled
 
 
 def test_cooldowns_are_set_per_command_over_the_defaults(monkeypatch):

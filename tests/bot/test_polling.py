@@ -5,35 +5,37 @@ from __future__ import annotations
 import pytest
 
 from bot.models import RemotePhase
-from bot.polling import PollBounds, eta_seconds, next_poll_delay, retry_backoff
+from bot.polling import PollBounds, eta_seconds, retry_backoff
 
 BOUNDS = PollBounds(2.0, 60.0)
 
 
+def _plan(bounds=BOUNDS, **kw):
+    from bot.polling import PollClock, plan_poll
+    kw.setdefault("progress", None)
+    kw.setdefault("queue_position", None)
+    kw.setdefault("now", 0.0)
+    return plan_poll(bounds, PollClock(), **kw)
+
+
 def test_queue_position_stretches_the_wait_within_bounds():
-    near = next_poll_delay(BOUNDS, phase=RemotePhase.QUEUED, queue_position=1)
-    far = next_poll_delay(BOUNDS, phase=RemotePhase.QUEUED, queue_position=20)
-    very_far = next_poll_delay(BOUNDS, phase=RemotePhase.QUEUED, queue_position=10_000)
+    near = _plan(phase=RemotePhase.QUEUED, queue_position=1)
+    far = _plan(phase=RemotePhase.QUEUED, queue_position=20)
+    very_far = _plan(phase=RemotePhase.QUEUED, queue_position=10_000)
     assert BOUNDS.minimum <= near < far <= very_far == BOUNDS.maximum
 
 
-def test_polls_get_denser_as_the_end_nears():
-    early = next_poll_delay(BOUNDS, phase=RemotePhase.RUNNING, progress=0.2, running_for=60)
-    late = next_poll_delay(BOUNDS, phase=RemotePhase.RUNNING, progress=0.9, running_for=270)
-    assert early == pytest.approx(60.0)  # 240 s left -> 60 s, at the cap
-    assert late == pytest.approx(7.5)  # 30 s left -> a quarter of it
-    assert late < early
-
-
-def test_without_progress_the_wait_grows_with_running_time():
-    short = next_poll_delay(BOUNDS, phase=RemotePhase.RUNNING, running_for=10)
-    long = next_poll_delay(BOUNDS, phase=RemotePhase.RUNNING, running_for=300)
-    assert short == BOUNDS.minimum and long == 30
+def test_without_progress_or_history_the_wait_grows_with_running_time():
+    from bot.polling import PollClock, plan_poll
+    clock = PollClock()
+    first = plan_poll(BOUNDS, clock, phase=RemotePhase.RUNNING, progress=None, queue_position=None, now=0)
+    later = plan_poll(BOUNDS, clock, phase=RemotePhase.RUNNING, progress=None, queue_position=None, now=300)
+    assert first == BOUNDS.minimum and later == 30
 
 
 def test_retry_after_wins_even_past_the_maximum():
-    assert next_poll_delay(BOUNDS, phase=RemotePhase.RUNNING, running_for=1, retry_after=90) == 90
-    assert next_poll_delay(BOUNDS, phase=RemotePhase.QUEUED, queue_position=0, retry_after=0.5) == BOUNDS.minimum
+    assert _plan(phase=RemotePhase.RUNNING, retry_after=90) == 90
+    assert _plan(phase=RemotePhase.QUEUED, queue_position=0, retry_after=0.5) == BOUNDS.minimum
 
 
 def test_eta_extrapolates_the_average_pace():

@@ -504,3 +504,34 @@ async def test_an_unknown_submission_past_the_deadline_fails_saying_it_may_exist
     assert final.state is JobState.FAILED and delivery.failures == [job.id]
     assert "may still have been charged" in final.last_error
     await provider.close()
+
+
+async def test_a_kind_without_progress_is_polled_near_when_recent_jobs_of_it_finished(store, tmp_path):
+    """Viggle characters report nothing until ready: the runner aims its polls at how long the last
+    jobs of that kind took (kept with each finished job), not at a blind fixed pace."""
+    from bot.models import RemotePhase
+
+    for seconds in (100.0, 110.0, 120.0):
+        await store.create_job(make_job(state=JobState.DONE, remote_id="old",
+                                        provider_data={"_remote_seconds": seconds}))
+    remote = EchoRemote()
+    provider = EchoProvider(remote, Net(), limits=ProviderLimits(poll_min=2, poll_max=300))
+
+    async def poll(job):
+        return RemoteStatus(RemotePhase.RUNNING)
+
+    provider.poll = poll
+    clock = Clock()
+    runner = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool", clock=clock)
+    job = await store.create_job(make_job(state=JobState.SUBMITTED, remote_id="r"))
+    await runner._drive(job)
+    polled = await store.get_job(job.id)
+    wait = (polled.next_run_at - clock.now).total_seconds()
+    assert 45 <= wait <= 60  # half of the way to the early side of 100-120 s
+    assert polled.eta is not None  # and the card can say when
+    fresh = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool", clock=clock)
+    clock.advance(10)
+    await fresh._drive(polled)  # a restart keeps the job's clock: the wait shrinks, it does not start over
+    again = await store.get_job(job.id)
+    assert (again.next_run_at - clock.now).total_seconds() < wait
+    await provider.close()

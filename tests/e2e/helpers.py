@@ -64,3 +64,15 @@ async def wait_job_state(harness, job_id: str, state: JobState, timeout: float =
                 return job
         await asyncio.sleep(0.05)
     raise AssertionError(f"job {job_id} did not reach {state}; it is {job.state if job else None}")
+
+
+async def finished(harness, job_id: str, timeout: float = 10):
+    """The job once it has ended and owes nothing more."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        job = await harness.bot.store.get_job(job_id)
+        if job is not None and job.state.is_terminal and not job.finish_pending:
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {job}")

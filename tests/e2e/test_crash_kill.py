@@ -4,7 +4,7 @@ provider on purpose. When every job has ended, whatever the kills interrupted mu
 finished after a restart: exactly one delivery and one payment per job, a final status card, a
 notice for every failure, the saved objects, and no spool left behind.
 
-Replay a run with the seed it prints: `CRASH_SEED=1234 python -m pytest -q -s tests/e2e/test_crash_kill.py`
+Replay a run with the seed it prints: `CRASH_SEED=1234 python -m pytest -q -n 0 -s tests/e2e/test_crash_kill.py`
 (`-s` shows the seed and the run's figures). `CRASH_LIFECYCLES` sets how many lifecycles run under
 kills (36 by default); `-m "not crash"` leaves the test out."""
 

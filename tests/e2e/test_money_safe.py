@@ -16,6 +16,7 @@ from sandbox.vid2scene import Vid2SceneSandbox
 from tests.e2e.harness import BotHarness
 from tests.e2e.helpers import (
     field,
+    finished,
     job_id_of,
     result_messages,
     run_echo,
@@ -33,18 +34,6 @@ class SimulatedCrash(BaseException):
 def cards(emu, job_id: str) -> list:
     return [m for m in emu.messages() if not m.ephemeral
             and any((e.get("footer") or {}).get("text") == f"Job {job_id}" for e in m.embeds or [])]
-
-
-async def finished(harness, job_id: str, timeout: float = 10):
-    """The job once it has ended and owes nothing more."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        job = await harness.bot.store.get_job(job_id)
-        if job is not None and job.state.is_terminal and not job.finish_pending:
-            return job
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
 async def replies(interactions) -> list[str]:

@@ -81,12 +81,13 @@ async def test_create_shows_queue_and_progress_posts_spz_and_preview_once_and_ma
     job_id = job_id_of(note.content)
     assert note.ephemeral
     status = await status_message(emu, job_id)
-    result = await wait_result(emu, job_id, timeout=20)
+    result = await wait_result(emu, job_id, timeout=30)  # the bot renders a turntable before posting
 
     names = [a["filename"] for a in result.attachments]
-    assert names[:2] == ["desk-orbit.spz", "preview.jpg"]
+    assert names[:2] == ["desk-orbit.spz", "desk-orbit-turntable.webp"]
     assert emu.read_attachment(result.attachments[0])[:2] in (b"\x1f\x8b", b"NG")
-    assert emu.read_attachment(result.attachments[1])[:3] == b"\xff\xd8\xff"
+    turntable = emu.read_attachment(result.attachments[1])
+    assert turntable[:4] == b"RIFF" and turntable[8:12] == b"WEBP" and len(turntable) <= 2 * 1024 * 1024
     assert result.message_reference["message_id"] == str(status.id)
     assert result.pinged_user_ids == [users["alice"]]
 
@@ -99,6 +100,9 @@ async def test_create_shows_queue_and_progress_posts_spz_and_preview_once_and_ma
     thumbs = [e.get("thumbnail", {}).get("url", "") for v in versions for e in v.embeds]
     assert any(t.startswith(v2s_sandbox.urls["blob"]) for t in thumbs)  # the live training preview
     assert states[-1] == "Done"
+    # once done, the card shows the posted turntable instead of the expired training snapshot
+    final_thumb = emu.message(status.id).embeds[0].get("thumbnail", {}).get("url", "")
+    assert final_thumb == result.attachments[1]["url"]
     await asyncio.sleep(0.4)
     assert len(result_messages(emu, job_id)) == 1
     assert len(v2s_sandbox.requests_to("submit-job", "POST")) == 1

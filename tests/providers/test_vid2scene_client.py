@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bot.config import Vid2SceneSettings
 from bot.models import Job, JobState, RemotePhase
@@ -106,10 +107,14 @@ async def test_whole_flow_with_every_option(provider, sandbox, cdn, tmp_path):
 
     files = await provider.collect(job, final, tmp_path / "out")
     names = [a.filename for a in files]
-    assert names == ["desk-orbit.spz", "preview.jpg", "desk-orbit.ply"]
+    # the preview is our own turntable of the finished scene, not vid2scene's training snapshot
+    assert names == ["desk-orbit.spz", "desk-orbit-turntable.webp", "desk-orbit.ply"]
     spz, preview, ply = files
     assert spz.path.read_bytes()[:2] in (b"\x1f\x8b", b"NG") and spz.download_key == "spz"
-    assert preview.path.read_bytes()[:3] == b"\xff\xd8\xff"
+    with Image.open(preview.path) as anim:
+        assert anim.format == "WEBP" and anim.n_frames >= 24
+        anim.seek(anim.n_frames // 3)
+        assert len(set(anim.convert("RGB").getdata())) > 50  # a scene, not a blank frame
     assert ply.path.read_bytes().startswith(b"ply\n") and ply.optional and ply.download_key == "ply"
     # our key never reached the storage host
     assert all("Authorization" not in r.headers for r in sandbox.requests if r.app == "blob")
@@ -277,7 +282,12 @@ async def test_an_spz_over_the_upload_limit_gets_a_reduced_copy_and_keeps_its_bu
     assert full.filename == "big-one.spz" and full.size > 150_000 and full.download_key == "spz"
     from bot.media.splat import read_spz
 
-    assert read_spz(reduced.path).count > 0
+    kept, source = read_spz(reduced.path), read_spz(full.path)
+    assert 0 < kept.count <= source.count
+    # the note tells the user what was given up: splats kept and the SH degree
+    assert f"{kept.count:,} of {source.count:,} splats" in reduced.description or \
+        (kept.count == source.count and f"all {kept.count:,} splats" in reduced.description)
+    assert f"SH degree {kept.sh_degree}" in reduced.description
 
 
 async def test_an_expired_redirect_target_is_asked_for_again_and_errors_read_every_shape(provider, sandbox, cdn,
