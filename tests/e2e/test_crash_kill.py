@@ -64,10 +64,15 @@ async def test_bot_killed_at_random_points_finishes_every_job_exactly_once(tmp_p
                 break
             await asyncio.sleep(0.5)
         facts = summary(plan.lifecycles, await driver.db.jobs(), started)
-        print(f"crash test seed {seed}: {facts}, kills {bot.kills} {driver.kill_modes}, "
-              f"violations {report.counts()}")
+        figures = (f"{facts}, kills {bot.kills} {driver.kill_modes}, unacknowledged {driver.unacknowledged}, "
+                   f"violations {report.counts()}")
+        print(f"crash test seed {seed}: {figures}")
+    except Exception as exc:  # the harness itself failed: the seed still replays it
+        exc.add_note(f"crash test seed {seed}: replay with CRASH_SEED={seed}")
+        raise
     finally:
         await bot.stop()
         await world.stop()
     assert bot.kills >= 1
-    assert report is not None and report.clean, f"seed {seed} (replay with CRASH_SEED={seed}):\n{report.describe()}"
+    assert report is not None and report.clean, (f"seed {seed} (replay with CRASH_SEED={seed}): {figures}\n"
+                                                 f"{report.describe()}")
