@@ -14,6 +14,7 @@ from discord.ext import commands
 
 from bot.buttons import JobButton
 from bot.config import Settings
+from bot.confirm import CostAnswer
 from bot.delivery import Delivery
 from bot.health import GATEWAY_BEAT, heartbeat
 from bot.jobs import JobService
@@ -27,7 +28,7 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EXTENSIONS = ("cogs.jobs", "cogs.splat", "cogs.viggle", "cogs.layers")
+DEFAULT_EXTENSIONS = ("cogs.jobs", "cogs.splat", "cogs.viggle", "cogs.layers", "cogs.budget", "cogs.followups")
 
 
 def point_discord_at(api_url: str | None, gateway_url: str | None) -> None:
@@ -74,7 +75,7 @@ class VideoBot(commands.Bot):
         self.jobs = JobService(self.store, self.runner, self.delivery, self.providers,
                                max_per_user=self.settings.max_jobs_per_user,
                                max_per_guild=self.settings.max_jobs_per_guild, cooldowns=self.settings.cooldowns)
-        self.add_dynamic_items(JobButton)
+        self.add_dynamic_items(JobButton, CostAnswer)
         for name in self._extensions:
             if importlib.util.find_spec(name) is not None:
                 await self.load_extension(name)

@@ -201,6 +201,9 @@ class Settings(_Base):
     max_jobs_per_guild: int = Field(20, ge=1, le=1000)
     status_edit_seconds: float = Field(5.0, ge=0)
     max_attempts: int = Field(8, ge=1, le=100)
+    #: ask before starting a job expected to cost more than this (in the provider's unit); a
+    #: server manager sets a per-server level with `/budget set`
+    confirm_cost_above: float | None = Field(100.0, ge=0)
     #: seconds between two uses of a command by one user (JSON by command name; 0 switches one off)
     cooldowns: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_COOLDOWNS))
     log_level: str = "INFO"

@@ -10,6 +10,7 @@ after a restart posts exactly the messages that were planned.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -21,6 +22,9 @@ from urllib.parse import urlsplit
 import discord
 
 from bot.buttons import job_buttons, result_buttons
+from bot.cards import cost_words, preview_file, ready_words, result_embed, shorten
+from bot.costs import estimate_of, settled_amount
+from bot.followups import followup_view
 from bot.media.turntable import TURNTABLE_SUFFIX
 from bot.models import Artifact, Job, JobState, utcnow
 from bot.plain import plain, quiet
@@ -58,19 +62,20 @@ def progress_bar(fraction: float, width: int = 14) -> str:
 
 
 def status_embed(job: Job, provider_name: str) -> discord.Embed:
-    """The status card: what was asked, where it is, how far, how long to go, whose it is."""
-    embed = discord.Embed(title=f"{provider_name} · {job.kind}", description=plain(job.summary)[:1000],
+    """The status card: what was asked, where it is, how far, how long to go, whose it is. Once
+    done it becomes the result card (bot/cards.py)."""
+    if job.state is JobState.DONE:
+        return result_embed(job, provider_name)
+    embed = discord.Embed(title=f"{provider_name} · {job.kind}", description=shorten(plain(job.summary), 1000),
                           colour=_COLOURS.get(job.state, 0x5865F2))
     state = _STATE_WORDS[job.state]
     if job.state in (JobState.SUBMITTED, JobState.RUNNING) and job.queue_position:
-        state = f"Queued (position {job.queue_position})"
+        state = f"Queued (position {job.queue_position})"  # the one place the position is shown
     if job.detail and job.state.is_live:
-        state = f"{state} · {plain(job.detail)[:200]}"
+        state = f"{state} · {shorten(plain(job.detail), 200)}"
     embed.add_field(name="State", value=state, inline=False)
     if job.state.is_live and job.progress is not None:
         embed.add_field(name="Progress", value=progress_bar(job.progress), inline=True)
-    if job.state.is_live and job.queue_position:
-        embed.add_field(name="Queue", value=f"#{job.queue_position}", inline=True)
     if job.state.is_live and job.eta is not None:
         embed.add_field(name="ETA", value=f"<t:{int(job.eta.timestamp())}:R>", inline=True)
     if job.state is JobState.FAILED and job.last_error:
@@ -81,6 +86,10 @@ def status_embed(job: Job, provider_name: str) -> discord.Embed:
                         "they are paid for.", inline=False)
     if job.state is JobState.CANCELLED and job.last_error:
         embed.add_field(name="Note", value=quiet(job.last_error)[:1000], inline=False)
+    if job.state.is_terminal and estimate_of(job) is not None:
+        charged = settled_amount(job)
+        embed.add_field(name="Cost", value="nothing was charged" if charged == 0 else (cost_words(job) or "unknown"),
+                        inline=True)
     embed.add_field(name="Owner", value=f"<@{job.owner_id}>", inline=True)
     if job.preview_url and job.preview_url.startswith(("http://", "https://")) and (
             job.state.is_live or is_turntable(job.preview_url)):
@@ -202,6 +211,16 @@ def plan_messages(artifacts: list[Artifact] | tuple[Artifact, ...], limit: int) 
     return [p for p in plans if p.files or p.notes or p.downloads] or [MessagePlan(notes=["No files."])]
 
 
+def _card_preview(index: int, plan: MessagePlan, message: discord.Message) -> dict:
+    """The result card shows the first result message's preview image by its attachment URL
+    (an `attachment://` name would only work inside the result message itself)."""
+    if index:
+        return {}  # only the first message
+    chosen = preview_file(plan.files)
+    url = next((a.url for a in message.attachments if chosen and a.filename == chosen.filename), None)
+    return {"preview_url": url}
+
+
 class Delivery:
     """Posts and edits a job's messages through the bot's Discord connection."""
 
@@ -212,6 +231,8 @@ class Delivery:
         self.upload_limit = upload_limit
         self.edit_interval = edit_interval
         self.provider_names = provider_names
+        self._card_locks: dict[str, asyncio.Lock] = {}
+        self._shown: dict[str, str] = {}  # job id -> fingerprint of what its card shows now
 
     def provider_name(self, job: Job) -> str:
         return self.provider_names.get(job.provider, job.provider)
@@ -225,7 +246,8 @@ class Delivery:
 
     def status_payload(self, job: Job) -> tuple[discord.Embed, discord.ui.View | None, str]:
         embed = status_embed(job, self.provider_name(job))
-        return embed, job_buttons(job), fingerprint(job, embed)
+        view = followup_view(job) if job.state is JobState.DONE else job_buttons(job)
+        return embed, view, fingerprint(job, embed)
 
     def edit_wait(self, job: Job) -> float:
         """Seconds before the status message may be edited again: at most one edit per
@@ -237,7 +259,23 @@ class Delivery:
         return max(0.0, self.edit_interval - elapsed)
 
     async def sync_status(self, job: Job, *, force: bool = False) -> Job:
-        """Edit the status message if what it shows changed and the throttle allows it."""
+        """Edit the status message if what it shows changed and the throttle allows it. Edits of
+        one card go one at a time, and an edit identical to the one last shown is skipped: two
+        tasks may each hold the same new state (the step's own final edit and the updater's)."""
+        if len(self._card_locks) > 1000:  # forget idle cards
+            for key in [k for k, lock in self._card_locks.items() if not lock.locked()]:
+                self._card_locks.pop(key, None)
+                self._shown.pop(key, None)
+        async with self._card_locks.setdefault(job.id, asyncio.Lock()):
+            shown = self._shown.get(job.id)
+            if not force and shown == self.status_payload(job)[2]:
+                return job.evolve(status_fingerprint=shown)  # recorded in the store when it was shown
+            job = await self._sync_status(job, force=force)
+            if job.status_fingerprint:
+                self._shown[job.id] = job.status_fingerprint
+            return job
+
+    async def _sync_status(self, job: Job, *, force: bool) -> Job:
         embed, view, fp = self.status_payload(job)
         if fp == job.status_fingerprint and not force:
             return job
@@ -318,14 +356,12 @@ class Delivery:
                 continue
             message = await self._send_part(job, channel, plan, index, len(plans))
             sent.append(message.id)
-            picture = next((a.url for a in message.attachments if a.filename.endswith(TURNTABLE_SUFFIX)), None)
-            job = await self.store.update(job, result_message_ids=tuple(sent),
-                                          **({"preview_url": picture} if picture else {}))
+            job = await self.store.update(job, result_message_ids=tuple(sent), **_card_preview(index, plan, message))
         return job
 
     def _content(self, job: Job, plan: MessagePlan, index: int, total: int) -> str:
         part = f" (part {index + 1}/{total})" if total > 1 else ""
-        lines = [f"<@{job.owner_id}> your {self.provider_name(job)} {job.kind} is ready{part} · job `{job.id}`"]
+        lines = [f"<@{job.owner_id}> {ready_words(self.provider_name(job), job.kind)}{part} · job `{job.id}`"]
         if job.cancel_refused_at is not None and index == 0:
             lines.append(f"{self.provider_name(job)} would not cancel it, so it ran to the end and was paid for: "
                          "here are its results.")

@@ -13,11 +13,12 @@ from typing import Any
 
 import discord
 
+from bot.costs import ESTIMATE_KEY, Estimate, amount_words, month_key
 from bot.delivery import Delivery, status_embed
 from bot.models import Job, JobState, utcnow
 from bot.providers.base import Provider, user_message
 from bot.runner import Runner
-from bot.store import Cooldown, CoolingDown, LimitReached, Store, new_job_id
+from bot.store import BudgetExceeded, Charge, Cooldown, CoolingDown, LimitReached, Store, new_job_id
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,10 @@ class JobService:
         return provider
 
     async def start(self, interaction: discord.Interaction, *, provider: str, kind: str, summary: str,
-                    params: dict[str, Any]) -> Job:
+                    params: dict[str, Any], estimate: Estimate | None = None) -> Job:
         """Store a new job, post its status message, wake the runner. The interaction must have
-        been deferred ephemerally; JobError means nothing was created."""
+        been deferred ephemerally; JobError means nothing was created. An `estimate` is booked
+        against the server's monthly budget in the same transaction as the job."""
         prov = self.provider(provider, provider)
         missing = missing_permissions(interaction)
         if missing:
@@ -113,15 +115,30 @@ class JobService:
                            "Ask a server manager to grant it, or use another channel.")
         owner = interaction.user.id
         now = utcnow()
+        charge = None
+        if estimate is not None:
+            params = {**params, ESTIMATE_KEY: estimate.to_json()}
+            if interaction.guild_id is not None:
+                charge = Charge(provider, interaction.guild_id, month_key(now), estimate.amount)
         job = Job(id=new_job_id(), provider=provider, kind=kind, state=JobState.ACCEPTED, owner_id=owner,
                   channel_id=interaction.channel_id or 0, guild_id=interaction.guild_id, summary=summary,
                   params=params, created_at=now, updated_at=now, next_run_at=now + FIRST_STEP_DELAY,
                   deadline_at=now + timedelta(seconds=prov.limits.deadline_for(kind)))
         try:
             job = await self.store.create_job(job, max_per_user=self.max_per_user, max_per_guild=self.max_per_guild,
+                                              charge=charge,
                                               cooldown=self._cooldown_for(interaction, f"{provider} {kind}"))
         except CoolingDown as exc:
             raise JobError(self._wait_text(exc)) from None
+        except BudgetExceeded as exc:
+            name = prov.display_name
+            if exc.left <= 0:
+                raise JobError(f"This server's monthly {name} budget is used up "
+                               f"({amount_words(provider, exc.limit)}); nothing was started. "
+                               "A server manager can raise it with `/budget set`.") from None
+            raise JobError(f"This would cost {amount_words(provider, exc.amount)}, but only "
+                           f"{amount_words(provider, exc.left)} of this server's monthly {name} budget "
+                           f"({amount_words(provider, exc.limit)}) is left; nothing was started.") from None
         except LimitReached as exc:
             if exc.scope == "user":
                 raise JobError(f"You already have {exc.limit} jobs running; wait for one to finish or "
@@ -130,7 +147,9 @@ class JobService:
                            "minutes.") from None
         embed, view, fp = self.delivery.status_payload(job)
         try:
-            await interaction.edit_original_response(content=f"Started job `{job.id}`; progress is shown below.")
+            cost = f" Expected cost: {estimate.words()}." if estimate is not None else ""
+            await interaction.edit_original_response(
+                content=f"Started job `{job.id}`; progress is shown below.{cost}", view=None)
             # with the job's nonce: a card the runner posts after a crash here is this same one
             channel = self.delivery.client.get_partial_messageable(job.channel_id)
             message = await self.delivery.post_card(job, channel, embed, view, update=False)

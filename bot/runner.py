@@ -20,6 +20,7 @@ from pathlib import Path
 
 import discord
 
+from bot.costs import amount_words, settled_amount
 from bot.delivery import Delivery
 from bot.models import TRANSITIONS, Chore, Job, JobState, RemotePhase, RemoteStatus, utcnow
 from bot.polling import DurationHistory, PollBounds, PollClock, plan_poll_with_eta, retry_backoff
@@ -36,7 +37,7 @@ from bot.providers.base import (
     Transient,
     user_message,
 )
-from bot.store import StaleJob, Store, looks_like_job_id
+from bot.store import BudgetExceeded, StaleJob, Store, looks_like_job_id
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +282,9 @@ class Runner:
                 final = RemoteStatus(RemotePhase.SUCCEEDED, data=job.provider_data.get("_status", {}))
                 workdir.mkdir(parents=True, exist_ok=True)
                 artifacts = await provider.collect(job, final, workdir)
+                cost = await provider.measured_cost(job, artifacts)
+                if cost is not None:  # the card and the ledger record it
+                    job = await self.store.update(job, provider_data={**job.provider_data, "_charge": cost})
                 return await self.store.transition(job, JobState.DELIVERING, artifacts=tuple(artifacts),
                                                    next_run_at=self.clock(), progress=1.0, eta=None,
                                                    queue_position=None)
@@ -316,6 +320,15 @@ class Runner:
             workdir.mkdir(parents=True, exist_ok=True)
             data = await provider.upload(job, workdir)
             job = await self.store.update(job, provider_data={**job.provider_data, **data, "_uploaded": True})
+        quote = job.provider_data.get("quote")
+        if isinstance(quote, int | float):  # the provider priced it: book that before paying (idempotent)
+            try:
+                await self.store.requote_charge(job.id, float(quote))
+            except BudgetExceeded as exc:
+                return await self._fail(job, f"{provider.display_name} priced this at "
+                                             f"{amount_words(job.provider, exc.amount)}, more than the "
+                                             f"{amount_words(job.provider, exc.left)} left in this server's "
+                                             "monthly budget; nothing was spent.")
         fresh = await self.store.get_job(job.id) or job
         if fresh.cancel_requested:  # cancelled while uploading: stop before paying
             return await self._cancel(fresh, provider)
@@ -422,15 +435,17 @@ class Runner:
         """Write the job's end together with the chores it owes, then do them. A crash after the
         write leaves them on the row for the next pass, so nothing of the ending is lost."""
         current = await self.store.get_job(job.id) or job
-        owed = [Chore.CARD]
+        # the saved object first: the result card's follow-up buttons offer it as soon as they show
+        owed = [Chore.SAVED] if state is JobState.DONE and current.remote_id else []
+        owed.append(Chore.CARD)
         if state is JobState.FAILED:
             owed.append(Chore.NOTICE)
-        if state is JobState.DONE and current.remote_id:
-            owed.append(Chore.SAVED)
         owed.append(Chore.SPOOL)
         ended = await self.store.transition(current, state, finish_pending=_with(current, *owed),
                                             next_run_at=self.clock(), attempts=0, **changes)
-        return await self._do_chores(ended, provider)
+        done = await self._do_chores(ended, provider)
+        await self._settle(ended)  # after what users see; the charge is bookkeeping
+        return done
 
     async def _cancel(self, job: Job, provider: Provider) -> Job:
         refused = None
@@ -458,6 +473,16 @@ class Runner:
         return await self._fail(job, f"{provider.display_name} did not finish within {minutes:g} minutes, "
                                      "so the bot stopped waiting. The job may be stuck on their side; "
                                      "please try again.")
+
+    async def _settle(self, job: Job) -> None:
+        """Book what a finished job really cost (or refund it) in the server's ledger."""
+        amount = settled_amount(job)
+        if amount is None:
+            return
+        try:
+            await self.store.settle_charge(job.id, amount)
+        except Exception:
+            log.exception("job %s: could not settle its charge", job.id)
 
     # -- chores (the outbox) ------------------------------------------------------------------------
     async def _do_chores(self, job: Job, provider: Provider | None) -> Job:

@@ -92,6 +92,37 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (user_id, command)
     );
     """,
+    # 3: monthly budgets per server and provider, and the spending ledger (one entry per job)
+    """
+    CREATE TABLE budgets (
+        guild_id INTEGER NOT NULL,
+        provider TEXT NOT NULL,
+        monthly_limit REAL,
+        confirm_above REAL,
+        updated_by INTEGER,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (guild_id, provider)
+    );
+    CREATE TABLE ledger (
+        job_id TEXT PRIMARY KEY,
+        guild_id INTEGER NOT NULL,
+        provider TEXT NOT NULL,
+        month TEXT NOT NULL,
+        owner_id INTEGER NOT NULL,
+        estimate REAL NOT NULL,
+        amount REAL NOT NULL,
+        settled INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX ledger_month ON ledger (guild_id, provider, month);
+    CREATE TABLE pending_starts (
+        token TEXT PRIMARY KEY,
+        owner_id INTEGER NOT NULL,
+        request TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -110,6 +141,39 @@ class LimitReached(RuntimeError):
         super().__init__(f"{scope} limit of {limit} live jobs reached")
         self.scope, self.limit = scope, limit
 
+
+class BudgetExceeded(RuntimeError):
+    """A charge would take a server past its monthly budget for a provider; nothing was written."""
+
+    def __init__(self, provider: str, limit: float, spent: float, amount: float) -> None:
+        super().__init__(f"{provider} budget of {limit:g} would be passed ({spent:g} spent, {amount:g} asked)")
+        self.provider, self.limit, self.spent, self.amount = provider, limit, spent, amount
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.limit - self.spent)
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What a new job is expected to cost, booked against its server's monthly budget."""
+
+    provider: str
+    guild_id: int
+    month: str  # "YYYY-MM", UTC
+    amount: float | None  # None: not known before the job runs (refused only once the budget is used up)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    guild_id: int
+    provider: str
+    monthly_limit: float | None
+    confirm_above: float | None
+
+
+#: how long a cost question can be answered
+PENDING_SECONDS = 24 * 3600
 
 class CoolingDown(RuntimeError):
     """A per-user cooldown refused a command; `until` is when it may be used again."""
@@ -259,11 +323,14 @@ class Store:
 
     # -- jobs -----------------------------------------------------------------------------------
     async def create_job(self, job: Job, *, max_per_user: int | None = None,
-                         max_per_guild: int | None = None, cooldown: Cooldown | None = None) -> Job:
+                         max_per_guild: int | None = None, charge: Charge | None = None,
+                         cooldown: Cooldown | None = None) -> Job:
         """Insert a new job. With limits, the live jobs of its owner and guild are counted in the
         same write transaction as the insert, so simultaneous commands cannot all pass; raises
-        LimitReached and writes nothing when a limit is full. A cooldown is taken in the same
-        transaction (CoolingDown when it has not run out), so a job refused for any reason costs none."""
+        LimitReached and writes nothing when a limit is full. A `charge` is checked against the
+        server's monthly budget and booked in that same transaction (BudgetExceeded otherwise). A
+        cooldown is taken in the same transaction (CoolingDown when it has not run out), so a job
+        refused for any reason costs none."""
         columns = ", ".join(_JOB_COLUMNS)
         marks = ", ".join("?" for _ in _JOB_COLUMNS)
         async with self.transaction() as db:
@@ -272,12 +339,120 @@ class Store:
             if (max_per_guild is not None and job.guild_id is not None
                     and await self._count_live(db, "guild_id", job.guild_id) >= max_per_guild):
                 raise LimitReached("guild", max_per_guild)
+            if charge is not None:
+                await self._book(db, job, charge)
             if cooldown is not None:  # after the limits: a job refused by them costs no cooldown
                 await self._take_cooldown(db, cooldown)
             await db.execute(f"INSERT INTO jobs ({columns}) VALUES ({marks})",
                              [_to_column(n, getattr(job, n)) for n in _JOB_COLUMNS])
         return job
 
+    async def _book(self, db: aiosqlite.Connection, job: Job, charge: Charge) -> None:
+        limit = await self._limit(db, charge.guild_id, charge.provider)
+        if limit is not None:
+            spent = await self._spent(db, charge.guild_id, charge.provider, charge.month)
+            if (spent + (charge.amount or 0.0) > limit + 1e-9) or (charge.amount is None and spent >= limit):
+                raise BudgetExceeded(charge.provider, limit, spent, charge.amount or 0.0)
+        amount = charge.amount or 0.0
+        now = _ts(utcnow())
+        await db.execute(
+            "INSERT INTO ledger (job_id, guild_id, provider, month, owner_id, estimate, amount, created_at, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job.id, charge.guild_id, charge.provider, charge.month, job.owner_id, amount, amount, now, now))
+
+    @staticmethod
+    async def _limit(db: aiosqlite.Connection, guild_id: int, provider: str) -> float | None:
+        async with db.execute("SELECT monthly_limit FROM budgets WHERE guild_id = ? AND provider = ?",
+                              (guild_id, provider)) as cur:
+            row = await cur.fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    @staticmethod
+    async def _spent(db: aiosqlite.Connection, guild_id: int, provider: str, month: str) -> float:
+        async with db.execute("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE guild_id = ? AND provider = ? "
+                              "AND month = ?", (guild_id, provider, month)) as cur:
+            row = await cur.fetchone()
+        return float(row[0])
+
+    # -- budgets and the ledger -----------------------------------------------------------------
+    async def set_budget(self, guild_id: int, provider: str, *, monthly_limit: float | None,
+                         confirm_above: float | None, by: int) -> None:
+        await self._execute_write(
+            """INSERT INTO budgets (guild_id, provider, monthly_limit, confirm_above, updated_by, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (guild_id, provider) DO UPDATE SET monthly_limit = excluded.monthly_limit,
+                   confirm_above = excluded.confirm_above, updated_by = excluded.updated_by,
+                   updated_at = excluded.updated_at""",
+            (guild_id, provider, monthly_limit, confirm_above, by, _ts(utcnow())))
+
+    async def get_budget(self, guild_id: int, provider: str) -> Budget | None:
+        async with self._db.execute("SELECT * FROM budgets WHERE guild_id = ? AND provider = ?",
+                                    (guild_id, provider)) as cur:
+            row = await cur.fetchone()
+        return Budget(row["guild_id"], row["provider"], row["monthly_limit"], row["confirm_above"]) if row else None
+
+    async def month_spent(self, guild_id: int, provider: str, month: str) -> float:
+        return await self._spent(self._db, guild_id, provider, month)
+
+    async def spend_by_user(self, guild_id: int, provider: str, month: str) -> list[tuple[int, float]]:
+        """Each user's booked spend this month, largest first (estimates until the provider reports)."""
+        async with self._db.execute(
+                "SELECT owner_id, SUM(amount) AS total FROM ledger WHERE guild_id = ? AND provider = ? AND month = ? "
+                "GROUP BY owner_id HAVING total > 0 ORDER BY total DESC", (guild_id, provider, month)) as cur:
+            return [(int(r[0]), float(r[1])) for r in await cur.fetchall()]
+
+    async def ledger_entry(self, job_id: str) -> dict[str, Any] | None:
+        async with self._db.execute("SELECT * FROM ledger WHERE job_id = ?", (job_id,)) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
+
+    async def settle_charge(self, job_id: str, amount: float) -> bool:
+        """Replace a job's booked estimate by what the provider reports it cost (0: a refund).
+        Idempotent; False when the job has no ledger entry."""
+        rowcount = await self._execute_write(
+            "UPDATE ledger SET amount = ?, settled = 1, updated_at = ? WHERE job_id = ?",
+            (max(0.0, amount), _ts(utcnow()), job_id))
+        return rowcount == 1
+
+    # -- commands waiting for a cost confirmation -------------------------------------------------
+    async def save_pending(self, token: str, owner_id: int, request: dict[str, Any]) -> None:
+        """A validated command waiting for its owner to confirm the cost (kept across restarts)."""
+        now = utcnow()
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM pending_starts WHERE created_at < ?", (_ts(now) - PENDING_SECONDS,))
+            await db.execute("INSERT INTO pending_starts (token, owner_id, request, created_at) VALUES (?, ?, ?, ?)",
+                             (token, owner_id, json.dumps(request, sort_keys=True), _ts(now)))
+
+    async def pending_owner(self, token: str) -> int | None:
+        async with self._db.execute("SELECT owner_id FROM pending_starts WHERE token = ? AND created_at >= ?",
+                                    (token, _ts(utcnow()) - PENDING_SECONDS)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else None
+
+    async def take_pending(self, token: str, owner_id: int) -> dict[str, Any] | None:
+        """The waiting command, removed in the same transaction: a double click starts it once."""
+        async with self.transaction() as db:
+            async with db.execute("SELECT request FROM pending_starts WHERE token = ? AND owner_id = ? "
+                                  "AND created_at >= ?", (token, owner_id, _ts(utcnow()) - PENDING_SECONDS)) as cur:
+                row = await cur.fetchone()
+            await db.execute("DELETE FROM pending_starts WHERE token = ? AND owner_id = ?", (token, owner_id))
+        return json.loads(row[0]) if row else None
+
+    async def requote_charge(self, job_id: str, amount: float) -> None:
+        """A firmer estimate before paying (a provider's quote): re-checked against the budget in one
+        transaction; raises BudgetExceeded and keeps the old entry when it no longer fits."""
+        async with self.transaction() as db:
+            async with db.execute("SELECT * FROM ledger WHERE job_id = ?", (job_id,)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return
+            limit = await self._limit(db, row["guild_id"], row["provider"])
+            if limit is not None:
+                others = await self._spent(db, row["guild_id"], row["provider"], row["month"]) - row["amount"]
+                if others + amount > limit + 1e-9:
+                    raise BudgetExceeded(row["provider"], limit, others, amount)
+            await db.execute("UPDATE ledger SET estimate = ?, amount = ?, updated_at = ? WHERE job_id = ?",
+                             (amount, amount, _ts(utcnow()), job_id))
     async def take_cooldown(self, cooldown: Cooldown) -> None:
         """Start a per-user cooldown, or raise CoolingDown while the last one runs."""
         async with self.transaction() as db:

@@ -6,12 +6,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cards import shorten
 from bot.jobs import JobError, reply_private
+from bot.plain import plain
 
 
 def _line(job) -> str:
     progress = f" {job.progress * 100:.0f}%" if job.progress is not None and job.state.is_live else ""
-    summary = discord.utils.escape_markdown(job.summary)[:60]
+    summary = plain(shorten(job.summary, 60))
     return f"`{job.id}` · {job.provider} {job.kind} · **{job.state}**{progress} · <@{job.owner_id}> · {summary}"
 
 
@@ -26,7 +28,15 @@ class Jobs(commands.GroupCog, group_name="jobs", group_description="Your video j
         if not jobs:
             await reply_private(interaction, "No jobs yet. Start one with `/splat create`, `/viggle` or `/layers`.")
             return
-        await reply_private(interaction, "\n".join(_line(j) for j in jobs)[:2000])
+        lines, used = [], 0
+        for job in jobs:  # whole lines only: a cut line would hide its end
+            line = _line(job)
+            if used + len(line) + 1 > 1950:
+                lines.append(f"…and {len(jobs) - len(lines)} more.")
+                break
+            lines.append(line)
+            used += len(line) + 1
+        await reply_private(interaction, "\n".join(lines))
 
     @app_commands.command(name="show", description="Details of one job")
     @app_commands.describe(id="The job id, as shown on its status message")

@@ -10,6 +10,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.confirm import JobRequest, launch
+from bot.costs import scenario_estimate
 from bot.jobs import JobError
 
 PROVIDER, DISPLAY = "scenario", "Scenario"
@@ -48,6 +50,21 @@ def check_instruction(text: str) -> str | None:
     return None
 
 
+def prepare_layers(provider, video: dict, instruction: str, max_layers: int) -> JobRequest:
+    """Every check `/layers` makes, for the command and the "Try another instruction" button.
+    `video` is the attachment's stored form (url, filename, size, content_type). Raises JobError."""
+    instruction = " ".join(str(instruction).split())
+    problem = check_instruction(instruction)
+    if problem is None and not 1 <= int(max_layers) <= 10:
+        problem = "Max layers must be between 1 and 10."
+    if problem:
+        raise JobError(problem)
+    params = {"video": video, "instruction": instruction, "max_layers": int(max_layers)}
+    quote = getattr(provider, "quotes", {}).get(int(max_layers))
+    summary = f"Layers (up to {int(max_layers)}) of {video.get('filename', 'a video')[:60]}: {instruction[:200]}"
+    return JobRequest(PROVIDER, "layers", summary, params, scenario_estimate(quote, int(max_layers)))
+
+
 class Layers(commands.Cog):
     def __init__(self, bot) -> None:
         self.bot = bot
@@ -68,22 +85,17 @@ class Layers(commands.Cog):
             await interaction.edit_original_response(content=str(exc))
             return
         max_bytes = int(getattr(provider, "max_input_bytes", DEFAULT_MAX_BYTES))
-        instruction = " ".join(str(instruction).split())
-        problem = check_attachment(video, max_bytes) or check_instruction(instruction)
-        if problem is None and not 1 <= int(max_layers) <= 10:
-            problem = "Max layers must be between 1 and 10."
-        if problem:
-            await interaction.edit_original_response(content=problem)
-            return
-        params = {"video": {"url": video.url, "filename": video.filename, "size": video.size,
-                            "content_type": video.content_type},
-                  "instruction": instruction, "max_layers": int(max_layers)}
-        summary = f"Layers (up to {int(max_layers)}) of {video.filename[:60]}: {instruction[:200]}"
+        video_params = {"url": video.url, "filename": video.filename, "size": video.size,
+                        "content_type": video.content_type}
         try:
-            await interaction.client.jobs.start(interaction, provider=PROVIDER, kind="layers", summary=summary,
-                                                params=params)
+            problem = check_attachment(video, max_bytes)
+            if problem:
+                raise JobError(problem)
+            request = prepare_layers(provider, video_params, str(instruction), int(max_layers))
         except JobError as exc:
             await interaction.edit_original_response(content=str(exc))
+            return
+        await launch(interaction, request)
 
 
 async def setup(bot) -> None:

@@ -15,6 +15,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.confirm import JobRequest, launch
+from bot.costs import vid2scene_estimate
 from bot.jobs import JobError, is_manager, reply_private
 from bot.models import SavedObject
 from bot.paths import job_path
@@ -197,6 +199,54 @@ async def _delete_scene(interaction: discord.Interaction, remote_id: str) -> str
     return f"Deleted the scene **{name}**." if gone else f"The scene **{name}** was already gone at vid2scene."
 
 
+async def changeable(interaction: discord.Interaction, scene: str, verb: str) -> SceneRef:
+    _provider(interaction)
+    ref = await _resolve(interaction, scene)
+    if not _may_change(interaction, ref):
+        if ref.external:
+            raise JobError(f"This scene was made outside the bot; only a server manager can {verb} it.")
+        raise JobError(f"Only the person who made this scene, or a server manager, can {verb} it.")
+    return ref
+
+
+async def rename_scene(interaction: discord.Interaction, scene: str, title: str) -> str:
+    """`/splat rename` and the Rename button: checks, renames at vid2scene, returns the answer."""
+    ref = await changeable(interaction, scene, "rename")
+    title = " ".join(strip_markers(title or "").split())
+    if not title:
+        raise JobError("The title cannot be blank.")
+    if len(title) > 200:
+        raise JobError("Please keep the title under 200 characters.")
+    tag = ""
+    if ref.saved and (ref.saved.data or {}).get("job_id"):
+        tag = f" [vb:{ref.saved.data['job_id']}]"  # keep the crash-recovery marker
+    await _provider(interaction).rename(ref.remote_id, title + tag)
+    if ref.saved:
+        await interaction.client.store.save_object(  # type: ignore[attr-defined]
+            SavedObject(**{**_fields(ref.saved), "name": title}))
+    return f"Renamed **{_esc(ref.title)}** to **{_esc(title)}**."
+
+
+async def set_visibility(interaction: discord.Interaction, scene: str, public: bool | None) -> str:
+    """`/splat visibility` and the Make public/private button (`public=None` flips it)."""
+    ref = await changeable(interaction, scene, "change")
+    provider = _provider(interaction)
+    if public is None:
+        public = not (await provider.scene(ref.remote_id)).public
+    now = (await provider.set_public(ref.remote_id, public)).public
+    return f"**{_esc(ref.title)}** is now {'public' if now else 'private'}."
+
+
+async def scene_link(interaction: discord.Interaction, scene: str, kind: str) -> tuple[str, discord.ui.View]:
+    """A fresh signed link (and a button for another) for someone who may see the scene."""
+    ref = await _resolve(interaction, scene)
+    _check_visible(interaction, ref)
+    url = await _provider(interaction).link(ref.remote_id, kind)
+    view = discord.ui.View(timeout=None)
+    view.add_item(FreshLink(ref.remote_id, kind))
+    return _link_text(kind, url), view
+
+
 class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussian splat scenes from a video"):
     def __init__(self, bot) -> None:
         self.bot = bot
@@ -252,11 +302,8 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
                   "remove_background": remove_background, "camera_type": camera_type}
         params = {k: v for k, v in params.items() if v is not None}
         name = title.strip() if title else video.filename
-        try:
-            await self.bot.jobs.start(interaction, provider=PROVIDER, kind="splat",
-                                      summary=f"3D scene from {name}"[:200], params=params)
-        except JobError as exc:
-            await interaction.edit_original_response(content=str(exc), allowed_mentions=NONE)
+        await launch(interaction, JobRequest(PROVIDER, "splat", f"3D scene from {name}"[:200], params,
+                                             vid2scene_estimate()))
 
     # -- management ------------------------------------------------------------------------------
     @app_commands.command(name="list", description="Your splat scenes (and ones made outside the bot)")
@@ -314,17 +361,7 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
         await interaction.response.defer(ephemeral=True, thinking=True)
 
         async def run() -> dict:
-            ref = await self._changeable(interaction, scene, "rename")
-            new = strip_markers(title)
-            if not new:
-                raise JobError("The title cannot be blank.")
-            tag = ""
-            if ref.saved and (ref.saved.data or {}).get("job_id"):
-                tag = f" [vb:{ref.saved.data['job_id']}]"  # keep the crash-recovery marker
-            await _provider(interaction).rename(ref.remote_id, new + tag)
-            if ref.saved:
-                await self.bot.store.save_object(SavedObject(**{**_fields(ref.saved), "name": new}))
-            return {"content": f"Renamed **{_esc(ref.title)}** to **{_esc(new)}**."}
+            return {"content": await rename_scene(interaction, scene, title)}
 
         await self._answer(interaction, run)
 
@@ -334,9 +371,7 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
         await interaction.response.defer(ephemeral=True, thinking=True)
 
         async def run() -> dict:
-            ref = await self._changeable(interaction, scene, "change")
-            now = (await _provider(interaction).set_public(ref.remote_id, public)).public
-            return {"content": f"**{_esc(ref.title)}** is now {'public' if now else 'private'}."}
+            return {"content": await set_visibility(interaction, scene, public)}
 
         await self._answer(interaction, run)
 
@@ -346,7 +381,7 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
         await interaction.response.defer(ephemeral=True, thinking=True)
 
         async def run() -> dict:
-            ref = await self._changeable(interaction, scene, "delete")
+            ref = await changeable(interaction, scene, "delete")
             view = discord.ui.View(timeout=None)
             view.add_item(ConfirmDelete("yes", ref.remote_id, interaction.user.id))
             view.add_item(ConfirmDelete("no", ref.remote_id, interaction.user.id))
@@ -393,15 +428,6 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
         await interaction.followup.send(_link_text(kind, link), view=view, ephemeral=True, allowed_mentions=NONE)
 
     # -- shared ----------------------------------------------------------------------------------
-    async def _changeable(self, interaction: discord.Interaction, scene: str, verb: str) -> SceneRef:
-        _provider(interaction)
-        ref = await _resolve(interaction, scene)
-        if not _may_change(interaction, ref):
-            if ref.external:
-                raise JobError(f"This scene was made outside the bot; only a server manager can {verb} it.")
-            raise JobError(f"Only the person who made this scene, or a server manager, can {verb} it.")
-        return ref
-
     async def _answer(self, interaction: discord.Interaction, run) -> None:
         try:
             await self.bot.jobs.cooldown(interaction)

@@ -12,6 +12,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.confirm import JobRequest, launch
+from bot.costs import Estimate, viggle_estimate
 from bot.jobs import JobError
 from bot.models import SavedObject
 from bot.providers.base import NotFound, ProviderError, user_message
@@ -36,6 +38,105 @@ BACKGROUND_CHOICES = [app_commands.Choice(name=m, value=m) for m in BACKGROUND_M
 Name = app_commands.Range[str, 1, 60]
 
 
+async def saved(bot, owner: int, kind: str, contains: str = "", limit: int = 25) -> list[SavedObject]:
+    return await bot.store.list_objects(provider=PROVIDER, kind=kind, owner_id=owner, name_contains=contains,
+                                        limit=limit)
+
+
+async def ready(bot, provider, obj: SavedObject) -> SavedObject:
+    """A saved object known ready, or re-checked with Viggle now; refuses otherwise."""
+    if obj.status == "ready":
+        return obj
+    what = obj.kind
+    try:
+        fresh = await (provider.get_scene(obj.remote_id) if what == "scene"
+                       else provider.get_character(obj.remote_id))
+    except NotFound:
+        await bot.store.delete_object(PROVIDER, what, obj.remote_id)
+        raise Refusal(f"The {what} “{obj.name}” no longer exists at Viggle.") from None
+    status = fresh.status
+    if status == "ready":
+        data = {**(obj.data or {}), "status": "ready"}
+        if fresh.thumbnail_url:
+            data["thumbnail_url"] = fresh.thumbnail_url
+        if fresh.duration:
+            data["duration"] = fresh.duration
+        fresh_obj = SavedObject(provider=obj.provider, kind=obj.kind, remote_id=obj.remote_id,
+                                owner_id=obj.owner_id, guild_id=obj.guild_id, name=obj.name, status="ready",
+                                data=data)
+        await bot.store.save_object(fresh_obj)
+        return fresh_obj
+    if status == "failed":
+        raise Refusal(f"The {what} “{obj.name}” failed to prepare at Viggle; create it again.")
+    raise Refusal(f"The {what} “{obj.name}” is not ready yet (Viggle says it is {status}). "
+                  "Try again once it has been announced.")
+
+
+async def find(bot, owner: int, kind: str, value: str) -> SavedObject:
+    found = find_saved(await saved(bot, owner, kind, limit=200), value)
+    if found is None:
+        maker = "/viggle character" if kind == "character" else "/viggle scene` or `/viggle template"
+        raise Refusal(f"You have no {kind} called `{discord.utils.escape_markdown(value)[:60]}`. "
+                      f"Pick one from the list, or make one with `{maker}`.")
+    return found
+
+
+def _seconds(scene: SavedObject) -> float | None:
+    value = (scene.data or {}).get("duration")
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+async def prepare_render(bot, owner: int, *, scene: str, character: str | None = None, mapping: str | None = None,
+                         background_mode: str = "original", bg_color: str | None = None, fast: bool = False,
+                         model: str | None = None) -> JobRequest:
+    """Every check `/viggle render` makes, for the command and the follow-up buttons alike.
+    Raises Refusal, JobError or ProviderError with the reason."""
+    provider = bot.jobs.provider(PROVIDER, DISPLAY)
+    color = parse_bg_color(bg_color, background_mode)
+    if bool(character) == bool(mapping):
+        raise Refusal("Give either `character` (one person) or `mapping` (several people), not "
+                      + ("both." if character else "neither."))
+    chosen = await find(bot, owner, "scene", scene)
+    bound = check_model(chosen, model)
+    parsed = parse_mapping(mapping) if mapping else None
+    if parsed is not None:
+        check_segments(parsed, chosen)
+    chosen = await ready(bot, provider, chosen)
+    params: dict[str, Any] = {"scene_id": chosen.remote_id, "scene_name": chosen.name, "model": bound,
+                              "background_mode": background_mode, "bg_color": color, "fast": fast}
+    if parsed is not None:
+        resolved: dict[str, str] = {}
+        names: list[str] = []
+        for segment, who in parsed.items():
+            char = await ready(bot, provider, await find(bot, owner, "character", who))
+            resolved[segment] = char.remote_id
+            names.append(char.name)
+        params["mapping"] = resolved
+        who_text = ", ".join(names)
+    else:
+        char = await ready(bot, provider, await find(bot, owner, "character", character or ""))
+        params["character_id"] = char.remote_id
+        params["character_name"] = char.name
+        who_text = char.name
+    extras = f"{background_mode} background" + (f" {color}" if color else "") + (", fast" if fast else "")
+    return JobRequest(PROVIDER, "render", f"{who_text} in “{chosen.name}” ({bound}, {extras})", params,
+                      viggle_estimate("render", seconds=_seconds(chosen), fast=fast))
+
+
+def prepare_mix(picture: dict[str, Any], clip: dict[str, Any], *, model: str = MODELS[0],
+                background_mode: str = "original", bg_color: str | None = None, fast: bool = False,
+                first: str = "a picture", second: str = "a clip") -> JobRequest:
+    """`/viggle mix` from already checked inputs (`one_input`'s dicts)."""
+    if model not in MODELS:
+        raise Refusal(f"Unknown model `{model[:40]}`.")
+    color = parse_bg_color(bg_color, background_mode)
+    params = {"image": picture.get("attachment"), "image_url": picture.get("url"),
+              "video": clip.get("attachment"), "video_url": clip.get("url"), "model": model,
+              "background_mode": background_mode, "bg_color": color, "fast": fast}
+    return JobRequest(PROVIDER, "mix", f"Mix {first} with {second} ({model}, {background_mode} background)", params,
+                      viggle_estimate("mix", fast=fast))
+
+
 class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate characters with Viggle"):
     def __init__(self, bot) -> None:
         self.bot = bot
@@ -48,50 +149,12 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
     async def _refuse(self, interaction: discord.Interaction, text: str) -> None:
         await interaction.edit_original_response(content=text[:2000])
 
-    async def _start(self, interaction: discord.Interaction, kind: str, summary: str, params: dict[str, Any]) -> None:
-        try:
-            await self.bot.jobs.start(interaction, provider=PROVIDER, kind=kind, summary=summary, params=params)
-        except JobError as exc:
-            await self._refuse(interaction, str(exc))
+    async def _start(self, interaction: discord.Interaction, kind: str, summary: str, params: dict[str, Any],
+                     estimate: Estimate | None = None) -> None:
+        await launch(interaction, JobRequest(PROVIDER, kind, summary, params, estimate))
 
     async def _saved(self, owner: int, kind: str, contains: str = "", limit: int = 25) -> list[SavedObject]:
-        return await self.bot.store.list_objects(provider=PROVIDER, kind=kind, owner_id=owner,
-                                                 name_contains=contains, limit=limit)
-
-    async def _ready(self, provider, obj: SavedObject) -> SavedObject:
-        """A saved object known ready, or re-checked with Viggle now; refuses otherwise."""
-        if obj.status == "ready":
-            return obj
-        what = obj.kind
-        try:
-            fresh = await (provider.get_scene(obj.remote_id) if what == "scene"
-                           else provider.get_character(obj.remote_id))
-        except NotFound:
-            await self.bot.store.delete_object(PROVIDER, what, obj.remote_id)
-            raise Refusal(f"The {what} “{obj.name}” no longer exists at Viggle.") from None
-        status = fresh.status
-        if status == "ready":
-            data = {**(obj.data or {}), "status": "ready"}
-            if fresh.thumbnail_url:
-                data["thumbnail_url"] = fresh.thumbnail_url
-            if fresh.duration:
-                data["duration"] = fresh.duration
-            ready = SavedObject(provider=obj.provider, kind=obj.kind, remote_id=obj.remote_id,
-                                owner_id=obj.owner_id, guild_id=obj.guild_id, name=obj.name, status="ready", data=data)
-            await self.bot.store.save_object(ready)
-            return ready
-        if status == "failed":
-            raise Refusal(f"The {what} “{obj.name}” failed to prepare at Viggle; create it again.")
-        raise Refusal(f"The {what} “{obj.name}” is not ready yet (Viggle says `{status}`). "
-                      "Try again once it has been announced.")
-
-    async def _find(self, owner: int, kind: str, value: str) -> SavedObject:
-        found = find_saved(await self._saved(owner, kind, limit=200), value)
-        if found is None:
-            maker = "/viggle character" if kind == "character" else "/viggle scene` or `/viggle template"
-            raise Refusal(f"You have no {kind} called `{discord.utils.escape_markdown(value)[:60]}`. "
-                          f"Pick one from the list, or make one with `{maker}`.")
-        return found
+        return await saved(self.bot, owner, kind, contains, limit)
 
     # -- characters, scenes, templates ----------------------------------------------------------
     @app_commands.command(name="character", description="Make a reusable character from a picture")
@@ -108,7 +171,7 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
             await self._refuse(interaction, str(exc))
             return
         params = {"name": name, "image": source.get("attachment"), "image_url": source.get("url")}
-        await self._start(interaction, "character", f"Character “{name}”", params)
+        await self._start(interaction, "character", f"Character “{name}”", params, viggle_estimate("character"))
 
     @app_commands.command(name="scene", description="Prepare a reusable scene (the motion) from a clip")
     @app_commands.describe(name="What to call the scene", video="An MP4, MOV or WebM clip under 5 minutes",
@@ -129,7 +192,7 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
         params = {"name": name, "video": source.get("attachment"), "video_url": source.get("url"),
                   "background_mode": background_mode, "model": model}
         await self._start(interaction, "scene", f"Scene “{name}” ({model}, {background_mode} background)",
-                          params)
+                          params, viggle_estimate("scene"))
 
     @app_commands.command(name="template", description="Import a viggle.ai template as a scene")
     @app_commands.describe(template_id="The template's id from viggle.ai", name="What to call the scene")
@@ -148,7 +211,7 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
             return
         params = {"template_id": template_id, "name": name}
         await self._start(interaction, "template", f"Template {template_id}" + (f" as “{name}”" if name else ""),
-                          params)
+                          params, viggle_estimate("template"))
 
     # -- render -----------------------------------------------------------------------------------
     @app_commands.command(name="render", description="Put your characters into one of your scenes")
@@ -163,42 +226,17 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
                      background_mode: str = "original", bg_color: str | None = None, fast: bool = False,
                      model: str | None = None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        owner = interaction.user.id
         try:
-            provider = self._provider()
-            color = parse_bg_color(bg_color, background_mode)
-            if bool(character) == bool(mapping):
-                raise Refusal("Give either `character` (one person) or `mapping` (several people), not "
-                              + ("both." if character else "neither."))
-            chosen = await self._find(owner, "scene", scene)
-            bound = check_model(chosen, model)
-            parsed = parse_mapping(mapping) if mapping else None
-            if parsed is not None:
-                check_segments(parsed, chosen)
-            chosen = await self._ready(provider, chosen)
-            params: dict[str, Any] = {"scene_id": chosen.remote_id, "scene_name": chosen.name, "model": bound,
-                                      "background_mode": background_mode, "bg_color": color, "fast": fast}
-            if parsed is not None:
-                resolved: dict[str, str] = {}
-                names: list[str] = []
-                for segment, who in parsed.items():
-                    char = await self._ready(provider, await self._find(owner, "character", who))
-                    resolved[segment] = char.remote_id
-                    names.append(char.name)
-                params["mapping"] = resolved
-                who_text = ", ".join(names)
-            else:
-                char = await self._ready(provider, await self._find(owner, "character", character or ""))
-                params["character_id"] = char.remote_id
-                who_text = char.name
+            request = await prepare_render(self.bot, interaction.user.id, scene=scene, character=character,
+                                           mapping=mapping, background_mode=background_mode, bg_color=bg_color,
+                                           fast=fast, model=model)
         except (Refusal, JobError) as exc:
             await self._refuse(interaction, str(exc))
             return
         except ProviderError as exc:
             await self._refuse(interaction, user_message(exc, DISPLAY))
             return
-        extras = f"{background_mode} background" + (f" {color}" if color else "") + (", fast" if fast else "")
-        await self._start(interaction, "render", f"{who_text} in “{chosen.name}” ({bound}, {extras})", params)
+        await launch(interaction, request)
 
     @render.autocomplete("scene")
     async def _scene_choices(self, interaction: discord.Interaction, current: str):
@@ -238,17 +276,13 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
             self._provider()
             picture = one_input(image, image_url, "image", "picture", self.bot.net.policy)
             clip = one_input(video, video_url, "video", "clip", self.bot.net.policy)
-            color = parse_bg_color(bg_color, background_mode)
+            request = prepare_mix(picture, clip, model=model, background_mode=background_mode, bg_color=bg_color,
+                                  fast=fast, first=image.filename if image else "a picture",
+                                  second=video.filename if video else "a clip")
         except (Refusal, JobError) as exc:
             await self._refuse(interaction, str(exc))
             return
-        params = {"image": picture.get("attachment"), "image_url": picture.get("url"),
-                  "video": clip.get("attachment"), "video_url": clip.get("url"), "model": model,
-                  "background_mode": background_mode, "bg_color": color, "fast": fast}
-        first = (image.filename if image else "a picture")
-        second = (video.filename if video else "a clip")
-        await self._start(interaction, "mix", f"Mix {first} with {second} ({model}, {background_mode} background)",
-                          params)
+        await launch(interaction, request)
 
     @app_commands.command(name="credits", description="Viggle credits left on the bot's account")
     async def credits(self, interaction: discord.Interaction) -> None:
@@ -267,7 +301,8 @@ class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate 
             await self._refuse(interaction, "Viggle did not say how many credits are left.")
             return
         await self._refuse(interaction, f"Viggle credits left: **{float(balance):g}** "
-                                        "(a render costs 1 credit per second of video; fast mode 2).")
+                                        "(a render costs 1 credit per second of video, 2 with fast; "
+                                        "a character costs 1).")
 
 
 async def setup(bot) -> None:

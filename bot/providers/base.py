@@ -140,6 +140,11 @@ class Provider(abc.ABC):
     async def collect(self, job: Job, status: RemoteStatus, workdir: Path) -> list[Artifact]:
         """Download the results into `workdir` (streamed, never whole in memory)."""
 
+    async def measured_cost(self, job: Job, artifacts: list[Artifact]) -> float | None:
+        """What the job cost, in the provider's unit, when the provider does not report it but its
+        price follows from the result (Viggle: seconds of rendered video). None: not known."""
+        return None
+
     async def cancel(self, job: Job) -> str | None:
         """Best effort: stop the remote job (and get a refund where the provider gives one).
         Returns a note for the user when the provider would not stop it (it may still bill)."""

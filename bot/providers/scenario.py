@@ -20,6 +20,7 @@ from bot.media.probe import MediaError, check_video, probe_video_async
 from bot.models import Artifact, Job, RemotePhase, RemoteStatus
 from bot.net import Net
 from bot.paths import job_path
+from bot.providers import phrases
 from bot.providers.base import (
     AuthFailed,
     InputRejected,
@@ -48,8 +49,6 @@ _PHASES = {
     "in-progress": RemotePhase.RUNNING, "finalizing": RemotePhase.RUNNING,
     "success": RemotePhase.SUCCEEDED, "failure": RemotePhase.FAILED, "canceled": RemotePhase.CANCELLED,
 }
-_DETAILS = {"warming-up": "the model is warming up", "finalizing": "finalizing the layers",
-            "pending": "waiting to be queued"}
 
 
 _UNSURE = ("{why}, so the bot cannot tell whether Scenario received this job. It was not submitted again, "
@@ -103,6 +102,7 @@ class ScenarioProvider(Provider):
         key = settings.api_key.get_secret_value() if settings.api_key else ""
         secret = settings.api_secret.get_secret_value() if settings.api_secret else ""
         self.api = ScenarioAPI(net, settings.base_url, key, secret)
+        self.quotes: dict[int, float] = {}  # max_layers -> creative units, from dry runs
 
     # -- upload (free) ----------------------------------------------------------------------------
     async def upload(self, job: Job, workdir: Path) -> dict[str, Any]:
@@ -126,8 +126,24 @@ class ScenarioProvider(Provider):
         uploaded = await upload_video(self.api, self.net, spool, file_name=f"{name}.{info.container}",
                                       kind=info.container, poll_every=self.upload_poll_seconds,
                                       import_timeout=self.upload_timeout)
-        return {**uploaded, "input": {"seconds": round(info.duration, 2), "width": info.width,
+        data = {**uploaded, "input": {"seconds": round(info.duration, 2), "width": info.width,
                                       "height": info.height, "bytes": info.size}}
+        try:
+            quote = await self.quote(job.evolve(provider_data={**job.provider_data, **data}))
+        except ProviderError as exc:  # a price is a nicety here: the real run decides
+            log.info("job %s: Scenario gave no quote: %s", job.id, exc)
+            quote = None
+        return {**data, "quote": quote} if quote is not None else data
+
+    async def quote(self, job: Job) -> float | None:
+        """Scenario's price for this run (a dry run: nothing is spent), remembered per layer count
+        so the next command can state it before anything is uploaded."""
+        body = await self.api.dry_run(self.model_id, self._inputs(job))
+        cost = body.get("creativeUnitsCost") if isinstance(body, dict) else None
+        if not isinstance(cost, int | float):
+            return None
+        self.quotes[int(job.params.get("max_layers", 6))] = float(cost)
+        return float(cost)
 
     # -- the paid call ------------------------------------------------------------------------------
     def _inputs(self, job: Job) -> dict[str, Any]:
@@ -195,7 +211,10 @@ class ScenarioProvider(Provider):
         data: dict[str, Any] = {}
         if phase is RemotePhase.SUCCEEDED:
             data = {"asset_ids": list(meta.get("assetIds") or [])}
-        return RemoteStatus(phase, progress=progress, raw_status=raw, detail=_DETAILS.get(raw), data=data)
+            billing = remote.get("billing") or {}
+            if isinstance(billing.get("cuCost"), int | float):
+                data["cu_cost"] = billing["cuCost"]
+        return RemoteStatus(phase, progress=progress, raw_status=raw, detail=phrases.scenario(raw), data=data)
 
     # -- results ----------------------------------------------------------------------------------------
     async def collect(self, job: Job, status: RemoteStatus, workdir: Path) -> list[Artifact]:

@@ -148,6 +148,13 @@ class ScenarioAPI:
         except aiohttp.ClientError as exc:
             raise Transient(f"the connection to Scenario failed during submission ({type(exc).__name__})") from exc
 
+    async def dry_run(self, model_id: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The same POST with `dryRun=true`: Scenario answers HTTP 269 with the cost fields
+        (`creativeUnitsCost`, `creativeUnitsDiscount`, `costDetails`) and runs nothing, so it is
+        safe to retry."""
+        return await with_retries(lambda: self._call("POST", f"generate/custom/{model_id}", json=inputs,
+                                                      params={"dryRun": "true"}))
+
     # -- jobs and assets ------------------------------------------------------------------------
     async def get_job(self, job_id: str) -> dict[str, Any]:
         return (await self._read(f"jobs/{job_id}")).get("job") or {}

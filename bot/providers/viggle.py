@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bot.config import ViggleSettings
+from bot.media.probe import probe_video_async
 from bot.media.transcode import first_frame_jpeg_async
 from bot.models import Artifact, Job, RemoteStatus, SavedObject
 from bot.net import Net, TooLarge
@@ -196,14 +197,37 @@ class ViggleProvider(Provider):
             cdn = data.get("cdn_url")
         if not cdn:
             raise Transient("Viggle reported the render complete but gave no video link yet.")
-        artifacts = [await self._video(job, "cdn_url", cdn, job_path(workdir, f"viggle-{job.id}.mp4"),
-                                       "the rendered video")]
+        video = await self._video(job, "cdn_url", cdn, job_path(workdir, f"viggle-{job.id}.mp4"),
+                                  "the rendered video")
+        artifacts = [video]
         mask = data.get("mask_cdn_url")
         if mask:
             artifacts.append(await self._video(job, "mask_cdn_url", mask,
                                                job_path(workdir, f"viggle-{job.id}-mask.mp4"),
                                                "the mask video (white = character)"))
-        return artifacts
+        frame = await self._frame(job, video.path, workdir)
+        return artifacts + ([frame] if frame else [])
+
+    async def measured_cost(self, job: Job, artifacts: list[Artifact]) -> float | None:
+        """Viggle bills a render 1 credit per second of output (2 with fast) and does not say what
+        it charged, so the rendered video's length gives the charge."""
+        if job.kind not in RENDER_KINDS or not artifacts:
+            return None
+        try:
+            info = await probe_video_async(artifacts[0].path)
+        except Exception as exc:  # never fail a paid result over its price
+            log.info("job %s: could not measure the render: %s", job.id, exc)
+            return None
+        return round(info.duration * (2 if job.params.get("fast") else 1), 2)
+
+    async def _frame(self, job: Job, video: Path, workdir: Path) -> Artifact | None:
+        """A still of the render: the result card shows it (a card cannot play a video)."""
+        try:
+            still = await first_frame_jpeg_async(video, job_path(workdir, f"viggle-{job.id}-frame.jpg"), max_side=640)
+        except Exception as exc:  # a preview is a nicety: never fail a paid result over it
+            log.info("job %s: no frame for the card: %s", job.id, exc)
+            return None
+        return Artifact(path=still, filename=still.name, description="a frame of the video", optional=True)
 
     async def _video(self, job: Job, key: str, url: str, dest: Path, description: str) -> Artifact:
         """A render file, downloaded only when some server could take it (otherwise posted as its
@@ -244,8 +268,7 @@ class ViggleProvider(Provider):
         """The saved character/scene, announced with its thumbnail (or a short card without one)."""
         what = "character" if job.kind == "character" else "scene"
         name = _display_name(job, data)
-        shown_id = str(job.remote_id).replace("`", "'")
-        text = f"{what.title()} “{plain(name)}” is ready (id `{shown_id}`)"
+        text = f"{what.title()} “{plain(name)}” is ready"
         segments = _segments(data.get("segments")) or job.provider_data.get("segments") or []
         if what == "scene":
             model = data.get("model") or job.provider_data.get("model") or DEFAULT_MODEL
@@ -254,7 +277,7 @@ class ViggleProvider(Provider):
                 text += f", {float(data['duration_seconds']):.1f} s"
             if segments:
                 text += f", {len(segments)} people"
-        text += f"; use it with `/viggle render {what}:`."
+        text += f"; pick “{plain(name)}” as `{what}` in `/viggle render`, or use the button on the card."
         thumb = data.get("thumbnail_url")
         if isinstance(thumb, str) and thumb.startswith(("http://", "https://")):
             suffix = ".jpg" if thumb.split("?")[0].lower().endswith((".jpg", ".jpeg")) else ".png"

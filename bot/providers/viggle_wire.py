@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.models import RemotePhase, RemoteStatus
 from bot.net import classify
+from bot.providers import phrases
 from bot.providers.base import ProviderError
 
 #: our words for Viggle's error codes, where theirs are terse; the action comes back as a hint
@@ -31,14 +32,6 @@ FRIENDLY: dict[str, str] = {
     "CS-ORIV-010": "That scene is still being prepared; wait until it is ready.",
     "CS-ORIV-011": "Invalid background mode; use original, solid or transparent.",
     "CS-ORIV-012": "Viggle refused the character mapping.",
-}
-
-#: checkpoint -> what it means, shown beside the progress bar
-CHECKPOINTS = {
-    "ref_done": "character prepared",
-    "dri_done": "motion analysed",
-    "bg_done": "background done",
-    "render_done": "frames rendered",
 }
 
 _URLISH = re.compile(r"https?://\S+|sk-[A-Za-z0-9_\-]+|Bearer\s+\S+", re.IGNORECASE)
@@ -192,8 +185,7 @@ def object_status(body: Any, what: str) -> RemoteStatus:
         reason = safe_text(body.get("error_message") or body.get("error")) or f"Viggle could not prepare the {what}."
         return RemoteStatus(phase, error=f"Viggle could not prepare the {what}: {reason}",
                             hint=_object_hint(what), raw_status=raw, data=data)
-    detail = {"pending": f"waiting for Viggle to start the {what}",
-              "processing": f"Viggle is preparing the {what}"}.get(raw, raw)
+    detail = phrases.viggle_object(raw, what)
     thumb = body.get("thumbnail_url")
     return RemoteStatus(phase, progress=1.0 if phase is RemotePhase.SUCCEEDED else None, detail=detail,
                         preview_url=thumb if isinstance(thumb, str) else None, raw_status=raw, data=data)
@@ -229,10 +221,7 @@ def render_status(body: Any) -> RemoteStatus:
     if phase is RemotePhase.SUCCEEDED and not cdn:
         # complete but no link yet: keep polling rather than deliver nothing
         return RemoteStatus(RemotePhase.RUNNING, progress=progress, detail="finishing up", raw_status=raw)
-    words = {"queued": "queued at Viggle", "processing": "processing", "rendering": "rendering",
-             "merging": "merging the video"}.get(raw, raw)
-    if checkpoint:
-        words = f"{words} · checkpoint {checkpoint} ({CHECKPOINTS.get(str(checkpoint), 'in progress')})"
+    words = phrases.viggle_render(raw, str(checkpoint) if checkpoint else None)
     queue = body.get("queue_position")
     return RemoteStatus(phase, progress=progress if phase is not RemotePhase.QUEUED or progress else None,
                         queue_position=int(queue) if isinstance(queue, int) and queue > 0 else None,

@@ -35,7 +35,7 @@ async def status_message(emu, job_id: str, timeout: float = 10):
 
 
 def result_messages(emu, job_id: str) -> list:
-    return [m for m in emu.messages() if f"job `{job_id}`" in m.content and "is ready" in m.content]
+    return [m for m in emu.messages() if f"job `{job_id}`" in m.content and ("is ready" in m.content or "are ready" in m.content)]
 
 
 async def wait_result(emu, job_id: str, timeout: float = 15):

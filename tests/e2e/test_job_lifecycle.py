@@ -42,12 +42,14 @@ async def test_command_is_acked_fast_status_moves_and_result_posts_once(emu, har
     assert result.pinged_user_ids == [users["alice"]] and not result.pinged_everyone
 
     # the status card went through the life cycle, edited in place
-    await emu.wait_for(lambda: field(emu.message(status.id), "State") == "Done", timeout=10)
+    await emu.wait_for(lambda: (field(emu.message(status.id), "State") or "").startswith("Done in"), timeout=10)
     status = emu.message(status.id)
     states = [field(v, "State") for v in [*status.edits, status]]
     assert any(s.startswith("Queued (position") for s in states)
     assert any(s.startswith("Running") for s in states)
-    assert states[-1] == "Done"
+    assert states[-1].startswith("Done in ")  # the result card says how long it took
+    versions_shown = [v.embeds for v in [*status.edits, status]]
+    assert all(a != b for a, b in zip(versions_shown, versions_shown[1:], strict=False))  # no identical re-edit
     assert any(field(v, "Progress") for v in status.edits)
     assert any((field(v, "ETA") or "").startswith("<t:") for v in status.edits)
     await asyncio.sleep(0.5)

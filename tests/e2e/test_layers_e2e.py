@@ -122,6 +122,7 @@ async def test_a_failed_job_shows_scenarios_error_and_hint(emu, harness, users, 
 
 
 async def test_a_5xx_on_generate_does_not_pay_twice(emu, harness, users, scenario, tmp_path):
+    scenario.faults.add("POST", r"/v1/generate/custom/", passthrough=True)  # the dry run that prices it
     scenario.faults.add("POST", r"/v1/generate/custom/", 503, {"reason": "Service unavailable"})
     job_id = await start_layers(emu, users["alice"], make_video(tmp_path / "c.mp4", seconds=1.0))
     await wait_job_state(harness, job_id, JobState.DONE, timeout=30)
@@ -133,10 +134,12 @@ async def test_a_5xx_on_generate_does_not_pay_twice(emu, harness, users, scenari
 async def test_a_timeout_on_generate_finds_the_job_instead_of_submitting_again(emu, harness, users, scenario,
                                                                                tmp_path):
     # the job is created at once; the answer comes after the bot stopped waiting
+    scenario.faults.add("POST", r"/generate/custom/", passthrough=True)  # the dry run that prices it
     scenario.faults.add("POST", r"/generate/custom/", delay=1.5, passthrough=True)
     job_id = await start_layers(emu, users["alice"], make_video(tmp_path / "c.mp4", seconds=1.0))
     await wait_job_state(harness, job_id, JobState.DONE, timeout=30)
-    assert len(scenario.requests_to(r"/v1/generate/custom/", "POST")) == 1
+    paid = [r for r in scenario.requests_to(r"/v1/generate/custom/", "POST") if "dryRun" not in r.query]
+    assert len(paid) == 1
     assert scenario.paid_jobs == 1
     job = await harness.bot.store.get_job(job_id)
     assert job.remote_id in scenario.jobs

@@ -91,7 +91,7 @@ async def test_create_shows_queue_and_progress_posts_spz_and_preview_once_and_ma
     assert result.message_reference["message_id"] == str(status.id)
     assert result.pinged_user_ids == [users["alice"]]
 
-    await emu.wait_for(lambda: field(emu.message(status.id), "State") == "Done", timeout=5)
+    await emu.wait_for(lambda: (field(emu.message(status.id), "State") or "").startswith("Done in"), timeout=5)
     versions = [*emu.message(status.id).edits, emu.message(status.id)]
     states = [field(v, "State") or "" for v in versions]
     assert any(s.startswith("Queued (position 1)") for s in states)
@@ -99,10 +99,12 @@ async def test_create_shows_queue_and_progress_posts_spz_and_preview_once_and_ma
                for v in versions)
     thumbs = [e.get("thumbnail", {}).get("url", "") for v in versions for e in v.embeds]
     assert any(t.startswith(v2s_sandbox.urls["blob"]) for t in thumbs)  # the live training preview
-    assert states[-1] == "Done"
-    # once done, the card shows the posted turntable instead of the expired training snapshot
-    final_thumb = emu.message(status.id).embeds[0].get("thumbnail", {}).get("url", "")
-    assert final_thumb == result.attachments[1]["url"]
+    assert states[-1].startswith("Done in ")  # the result card says how long it took
+    final = versions[-1].embeds[0]
+    # once done, the card shows the posted turntable (the result's own attachment, by its URL)
+    assert final["image"]["url"] == result.attachments[1]["url"]
+    assert f"/{result.id})" in field(versions[-1], "Files")  # a jump link to the result message
+    assert field(versions[-1], "Cost") == "1 credit"
     await asyncio.sleep(0.4)
     assert len(result_messages(emu, job_id)) == 1
     assert len(v2s_sandbox.requests_to("submit-job", "POST")) == 1

@@ -98,10 +98,13 @@ async def test_character_and_scene_from_attachments_are_announced_then_rendered(
                                background_mode="transparent")
     [result] = result_messages(emu, render_job)
     names = [a["filename"] for a in result.attachments]
-    assert names == [f"viggle-{render_job}.mp4", f"viggle-{render_job}-mask.mp4"]
+    assert names == [f"viggle-{render_job}.mp4", f"viggle-{render_job}-mask.mp4", f"viggle-{render_job}-frame.jpg"]
     status = emu.message((await status_message(emu, render_job)).id)
+    await emu.wait_for(lambda: emu.message(status.id).embeds[0].get("image"), timeout=5)
+    assert emu.message(status.id).embeds[0]["image"]["url"] == result.attachments[2]["url"]  # the card shows a frame
     shown = [field(v, "State") or "" for v in [*status.edits, status]]
-    assert any("checkpoint" in s for s in shown)
+    assert any("Motion understood" in s for s in shown)
+    assert not any("_done" in s or "checkpoint" in s for s in shown)
     assert any(field(v, "Progress") for v in status.edits)
 
 

@@ -58,7 +58,7 @@ def test_layer_names_say_index_and_content():
 
 @pytest.fixture
 async def sandbox(tmp_path):
-    sb = ScenarioSandbox(upload_validate_seconds=0.05, queue_seconds=0.05, warmup_seconds=0.05, run_seconds=0.2,
+    sb = ScenarioSandbox(upload_validate_seconds=0.05, queue_seconds=0.3, warmup_seconds=0.05, run_seconds=0.2,
                          layer_seconds=0.5, workdir=tmp_path / "scenario")
     await sb.start()
     yield sb
@@ -84,6 +84,11 @@ async def provider(sandbox, cdn):
     prov.reconcile_settle_seconds = 0.0
     yield prov
     await prov.net.close()
+
+
+def paid_posts(sandbox) -> list:
+    """Generate calls that were not dry runs (a dry run only prices the job)."""
+    return [r for r in sandbox.requests_to(r"/generate/custom/", "POST") if "dryRun" not in r.query]
 
 
 def make_job(video: dict, **params) -> Job:
@@ -204,7 +209,7 @@ async def test_5xx_on_generate_is_transient_and_reconcile_says_not_created(provi
         await provider.reconcile(job)
     provider.reconcile_settle_seconds = 0.0
     assert await provider.reconcile(job) is None
-    assert len(sandbox.requests_to(r"/generate/custom/", "POST")) == 1  # looked up, not resent
+    assert len(paid_posts(sandbox)) == 1  # looked up, not resent
 
 
 async def test_timeout_on_generate_finds_the_job_instead_of_paying_twice(provider, sandbox, cdn, tmp_path):
@@ -218,7 +223,7 @@ async def test_timeout_on_generate_finds_the_job_instead_of_paying_twice(provide
     found = await provider.reconcile(job)  # created already, only the answer is late
     assert found in sandbox.jobs and sandbox.jobs[found].input["video"] == job.provider_data["asset_id"]
     assert sandbox.paid_jobs == 1
-    assert len(sandbox.requests_to(r"/generate/custom/", "POST")) == 1
+    assert len(paid_posts(sandbox)) == 1
 
 
 async def test_reconcile_ignores_other_jobs(provider, sandbox, cdn, tmp_path):
@@ -245,3 +250,16 @@ async def test_wrong_credentials_fail_the_check(sandbox):
         assert "wrong" not in info.value.public
     finally:
         await prov.net.close()
+
+
+async def test_the_upload_asks_scenario_for_a_quote_by_dry_run_and_pays_nothing(provider, sandbox, cdn, tmp_path):
+    job = await uploaded(provider, cdn, tmp_path, max_layers=4)
+    [dry] = sandbox.requests_to(r"/generate/custom/", "POST")
+    assert dry.query.get("dryRun") == "true"
+    assert job.provider_data["quote"] > 0 and sandbox.paid_jobs == 0
+    assert [j.job_type for j in sandbox.jobs.values()] == ["upload"]  # no generation job
+    assert provider.quotes == {4: job.provider_data["quote"]}  # the next /layers can state it up front
+    remote_id, data = await provider.submit(job)
+    assert data["cost"] == job.provider_data["quote"] and sandbox.paid_jobs == 1
+    status, _ = await until_terminal(provider, job.evolve(remote_id=remote_id, state=JobState.SUBMITTED))
+    assert status.data["cu_cost"] == job.provider_data["quote"]  # billing.cuCost, the final charge

@@ -63,7 +63,8 @@ def test_render_statuses(status, phase):
     result = render_status({"data": body} if status == "merging" else body)
     assert result.phase is phase
     if phase is RemotePhase.RUNNING:
-        assert result.progress == pytest.approx(0.6) and "dri_done" in result.detail
+        assert result.progress == pytest.approx(0.6)
+        assert result.detail == "Motion understood; now preparing the background"  # plain words, no jargon
     if phase is RemotePhase.FAILED:
         assert "Processing failed" in result.error and "CS-UORC01-009" in result.error
     if phase is RemotePhase.SUCCEEDED:
@@ -215,10 +216,13 @@ async def test_template_then_multi_person_render_posts_mp4(provider, viggle, fil
                                              background_mode="transparent", fast=False), tmp_path / "r")
     status, seen = await finish(provider, render)
     assert status.phase is RemotePhase.SUCCEEDED
-    assert any(s.progress and 0 < s.progress < 1 and "checkpoint" in (s.detail or "") for s in seen)
+    assert any(s.progress and 0 < s.progress < 1 and "understood" in (s.detail or "") for s in seen)
+    assert not any("_done" in (s.detail or "") for s in seen)
     arts = await provider.collect(render, status, tmp_path / "r")
-    assert [a.filename for a in arts] == [f"viggle-{render.id}.mp4", f"viggle-{render.id}-mask.mp4"]
-    assert all(a.link and a.path.stat().st_size > 0 for a in arts)
+    assert [a.filename for a in arts] == [f"viggle-{render.id}.mp4", f"viggle-{render.id}-mask.mp4",
+                                          f"viggle-{render.id}-frame.jpg"]
+    assert all(a.link and a.path.stat().st_size > 0 for a in arts[:2])
+    assert arts[2].optional and arts[2].path.read_bytes()[:3] == b"\xff\xd8\xff"  # a still for the card
     sent = viggle.jobs[render.remote_id]
     assert sent.character_ids == [alice, alice]
     # status polls send the key (the docs disagree on whether it is needed; it is harmless)
@@ -233,7 +237,8 @@ async def test_mix_with_solid_colour_in_one_go(provider, viggle, files, tmp_path
                                           background_mode="solid", bg_color="10,20,30", fast=True), tmp_path / "m")
     status, _ = await finish(provider, job)
     assert status.phase is RemotePhase.SUCCEEDED
-    [video] = await provider.collect(job, status, tmp_path / "m")
+    video, frame = await provider.collect(job, status, tmp_path / "m")
+    assert frame.filename.endswith("-frame.jpg") and frame.optional
     assert video.filename.endswith(".mp4")
     assert viggle.jobs[job.remote_id].bg_color == (10, 20, 30)
 

@@ -1,0 +1,168 @@
+"""Result-card follow-ups for splats (Get PLY, Make public/private, Rename) and layers (Try another
+instruction), clicked on the old message after the bot was built anew."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from bot.config import ScenarioSettings, Vid2SceneSettings
+from bot.models import JobState
+from bot.providers.scenario import ScenarioProvider
+from bot.providers.vid2scene import Vid2SceneProvider
+from sandbox.media import make_video
+from sandbox.scenario import ScenarioSandbox
+from sandbox.vid2scene import Vid2SceneSandbox
+from tests.e2e.cards_helpers import card_buttons, custom_id
+from tests.e2e.harness import BotHarness
+from tests.e2e.helpers import field, job_id_of, result_messages, status_message, wait_job_state
+from tests.support.policy import sandbox_net
+
+EXTENSIONS = ("cogs.jobs", "cogs.splat", "cogs.layers", "cogs.budget", "cogs.followups")
+
+
+@pytest.fixture
+async def v2s():
+    service = Vid2SceneSandbox(queue_seconds=0.2, pickup_seconds=0.05, processing_seconds=0.2, training_seconds=0.6)
+    await service.start()
+    yield service
+    await service.stop()
+
+
+@pytest.fixture
+async def scenario(tmp_path):
+    sb = ScenarioSandbox(upload_validate_seconds=0.05, queue_seconds=0.1, warmup_seconds=0.05, run_seconds=0.3,
+                         layer_seconds=0.5, layers_found=2, workdir=tmp_path / "scenario")
+    await sb.start()
+    yield sb
+    await sb.stop()
+
+
+@pytest.fixture
+async def bot(emu, tmp_path, v2s, scenario):
+    v_env, s_env = v2s.env_lines(), scenario.env_lines()
+    v_section = Vid2SceneSettings(api_key=v_env["VID2SCENE_API_KEY"], base_url=v_env["VID2SCENE_BASE_URL"],
+                                  poll_min_seconds=0.05, poll_max_seconds=0.2)
+    s_section = ScenarioSettings(api_key=s_env["SCENARIO_API_KEY"], api_secret=s_env["SCENARIO_API_SECRET"],
+                                 base_url=s_env["SCENARIO_BASE_URL"], poll_min_seconds=0.05, poll_max_seconds=0.2)
+
+    def providers():
+        layers = ScenarioProvider(s_section, sandbox_net(scenario, emu))
+        layers.upload_poll_seconds = 0.05
+        layers.limits = dataclasses.replace(layers.limits, reconcile_settle=0.5)
+        return {"vid2scene": Vid2SceneProvider(v_section, sandbox_net(v2s, emu)), "scenario": layers}
+
+    # Discord's per-channel limits still apply, in short windows so the test stays quick
+    for bucket in ("message_create", "message_edit"):
+        emu.rate_limits.set(bucket, limit=5, per=0.5)
+    h = BotHarness(emu, tmp_path, providers, extensions=EXTENSIONS, status_edit_seconds=0.2)
+    await h.start()
+    yield h
+    await h.stop()
+
+
+async def started(emu, bot, ix) -> str:
+    await ix.wait_ack(timeout=3)
+    assert not ix.failed
+    job_id = job_id_of((await ix.wait_reply(timeout=10)).content)
+    await wait_job_state(bot, job_id, JobState.DONE, timeout=30)
+    return job_id
+
+
+async def private_answer(emu, message, label: str, user: int):
+    ix = await emu.click(message, custom_id(message, label), user=user)
+    await ix.wait_ack(timeout=3)
+    return await emu.wait_for(lambda: [m for m in ix.replies if m.content], timeout=10)
+
+
+async def test_splat_card_gets_ply_flips_visibility_and_renames_after_a_restart(emu, bot, users, v2s, tmp_path):
+    alice, bob = users["alice"], users["bob"]
+    video = make_video(tmp_path / "orbit.mp4", seconds=2)
+    job_id = await started(emu, bot, await emu.slash("splat create", user=alice, options={
+        "video": emu.attachment(video, "orbit.mp4", "video/mp4"), "title": "Desk"}))
+    card = await status_message(emu, job_id)
+    assert await card_buttons(emu, card.id) == ["Get PLY", "Make public/private", "Rename"]
+    scene = (await bot.bot.store.get_job(job_id)).remote_id
+    await bot.restart()
+
+    card = emu.message(card.id)
+    [link] = await private_answer(emu, card, "Get PLY", alice)
+    assert link.ephemeral and "fresh PLY link" in link.content and v2s.urls["blob"] in link.content
+    [nope] = await private_answer(emu, card, "Make public/private", bob)
+    assert "Only the person who made this scene" in nope.content and v2s.jobs[scene].public is False
+    [flipped] = await private_answer(emu, card, "Make public/private", alice)
+    assert "**Desk** is now public" in flipped.content and v2s.jobs[scene].public is True
+    [back] = await private_answer(emu, card, "Make public/private", alice)
+    assert "now private" in back.content and v2s.jobs[scene].public is False
+
+    ix = await emu.click(card, custom_id(card, "Rename"), user=alice)
+    await ix.wait_ack(timeout=3)
+    assert ix.modal["custom_id"] == f"fu-modal:rename:{job_id}"
+    submit = await emu.submit_modal(ix.modal["custom_id"], values={"title": "Desk, at night"}, user=alice)
+    renamed = await submit.wait_reply()
+    assert "Renamed **Desk** to **Desk, at night**" in renamed.content
+    assert v2s.jobs[scene].title.startswith("Desk, at night")
+    assert (await bot.bot.store.get_object("vid2scene", "scene", scene)).name == "Desk, at night"
+
+
+async def test_layers_card_tries_another_instruction_after_a_restart(emu, bot, users, scenario, tmp_path):
+    alice, bob = users["alice"], users["bob"]
+    video = make_video(tmp_path / "clip.mp4", seconds=1.0)
+    first = await started(emu, bot, await emu.slash("layers", user=alice, options={
+        "video": emu.attachment(video, "clip.mp4", "video/mp4"), "instruction": "the dancer", "max_layers": 3}))
+    [result] = result_messages(emu, first)
+    assert "your Scenario layers are ready" in result.content
+    card = await status_message(emu, first)
+    assert await card_buttons(emu, card.id) == ["Try another instruction"]
+    final = emu.message(card.id)
+    assert final.embeds[0]["image"]["url"] == next(a["url"] for a in result.attachments
+                                                   if a["filename"] == "layers-preview.png")
+    assert field(final, "Cost") == "35 creative units"  # billing.cuCost, as Scenario reported it
+    await bot.restart()
+
+    refused = await emu.click(final, custom_id(final, "Try another instruction"), user=bob)
+    await refused.wait_ack(timeout=3)
+    assert refused.modal is None and "Only <@" in (await refused.wait_reply()).content
+    ix = await emu.click(final, custom_id(final, "Try another instruction"), user=alice)
+    await ix.wait_ack(timeout=3)
+    submit = await emu.submit_modal(ix.modal["custom_id"], values={"instruction": "the shadow only",
+                                                                   "layers": "2"}, user=alice)
+    await submit.wait_ack(timeout=3)
+    note = await submit.wait_reply(timeout=10)
+    # the restarted bot had no quote yet: it says how the price is found; then it has one
+    assert "dry run" in note.content
+    second = job_id_of(note.content)
+    await wait_job_state(bot, second, JobState.DONE, timeout=30)
+    job = await bot.bot.store.get_job(second)
+    assert job.params["instruction"] == "the shadow only" and job.params["max_layers"] == 2
+    assert job.params["video"]["filename"] == "clip.mp4"
+    assert scenario.jobs[job.remote_id].input["maxLayers"] == 2
+    for _ in range(100):  # settled just after the job is done
+        entry = await bot.bot.store.ledger_entry(second)
+        if entry["settled"]:
+            break
+        await asyncio.sleep(0.05)
+    assert entry["settled"] and entry["amount"] == 30  # the quote, then the real charge
+
+
+async def test_scenarios_quote_is_checked_against_the_budget_before_paying(emu, bot, users, scenario, tmp_path):
+    alice, mod = users["alice"], users["mod"]
+    ix = await emu.slash("budget set", user=mod, options={"provider": "scenario", "monthly_limit": 30})
+    assert "at most 30 creative units a month" in (await ix.wait_reply()).content
+    video = emu.attachment(make_video(tmp_path / "clip.mp4", seconds=1.0), "clip.mp4", "video/mp4")
+    options = {"video": video, "instruction": "the dancer", "max_layers": 3}
+    ix = await emu.slash("layers", user=alice, options=options)
+    job_id = job_id_of((await ix.wait_reply()).content)
+    await wait_job_state(bot, job_id, JobState.FAILED, timeout=30)
+    job = await bot.bot.store.get_job(job_id)
+    assert "priced this at 35 creative units, more than the 30 creative units left" in job.last_error
+    assert "nothing was spent" in job.last_error
+    assert scenario.paid_jobs == 0 and (await bot.bot.store.ledger_entry(job_id))["amount"] == 0
+    # now the price is known up front: the next command is refused before anything is uploaded
+    uploads = len(scenario.requests_to(r"/v1/uploads$", "POST"))
+    ix = await emu.slash("layers", user=alice, options=options)
+    refused = (await ix.wait_reply()).content
+    assert "This would cost 35 creative units, but only 30 creative units" in refused
+    assert len(scenario.requests_to(r"/v1/uploads$", "POST")) == uploads
