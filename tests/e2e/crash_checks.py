@@ -15,6 +15,8 @@ from tests.e2e.crash_world import Sandboxes
 
 INVARIANTS = ("exit", "answered", "terminal", "payment", "delivery", "notice", "card", "saved", "spool")
 _PART = re.compile(r"\(part (\d+)/(\d+)\)")
+#: "your Viggle render is ready", "your Scenario layers are ready"
+READY = re.compile(r" (is|are) ready\b")
 _MARKER = re.compile(r"\s*\[vb:([a-z0-9]+)\]\s*$")
 _CARD_WORD = {"done": "Done", "failed": "Failed", "cancelled": "Cancelled"}
 
@@ -124,7 +126,7 @@ def check(world: Sandboxes, lifecycles: list[Lifecycle], jobs: list[dict[str, An
         if strangers:
             report.add("payment", lc, f"paid submission(s) carry another job's marker: {strangers}")
         # -- what the user saw
-        results = [m for m in messages if marker in m.content and "is ready" in m.content]
+        results = [m for m in messages if marker in m.content and READY.search(m.content)]
         notices = [m for m in messages if f"failed · {marker}" in m.content]
         parts = [int(p.group(1)) if (p := _PART.search(m.content)) else 1 for m in results]
         if state == "done" and not results:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.discord.interactions import InteractionFailed
+from tests.e2e.crash_checks import READY
 from tests.e2e.crash_plan import TAG_PARAM, Lifecycle, Plan
 from tests.e2e.crash_world import BotDb, BotProcess, Sandboxes
 
@@ -27,7 +28,7 @@ PAID_ROUTES = (("viggle", r"^/api/(characters/preprocess|scenes/preprocess|rende
 
 def finished_messages(emu) -> int:
     """Result and failure messages posted so far: a job's end as its user sees it."""
-    return sum(1 for m in emu.messages() if "· job `" in m.content and ("is ready" in m.content
+    return sum(1 for m in emu.messages() if "· job `" in m.content and (READY.search(m.content)
                                                                         or " failed · job" in m.content))
 
 
@@ -250,7 +251,7 @@ class Driver:
         """Kill at each of the plan's points in turn until the users are done."""
         rng = random.Random(self.plan.seed ^ 0x5EED)
         aims = {"paid": self._aim_paid, "finish": self._aim_finish, "ended": self._aim_ended}
-        for mode, pause in self.plan.kills:
+        for mode, pause, rest in self.plan.kills:
             await self.up.wait()
             if done.is_set():
                 return
@@ -263,6 +264,7 @@ class Driver:
             if done.is_set():
                 return
             await self.restart(mode, rng.uniform(0.0, 0.3))
+            await self._until(lambda: False, done, rest)  # a breather: long steps get to finish
 
     # -- the whole run ----------------------------------------------------------------------------
     async def setup(self) -> None:

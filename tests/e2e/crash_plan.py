@@ -50,7 +50,8 @@ class Plan:
     seed: int
     users: int
     lifecycles: list[Lifecycle]
-    kills: list[tuple[str, float]] = field(default_factory=list)  # (mode, delay or jitter in seconds)
+    #: (mode, delay or jitter, breather after the restart), in seconds
+    kills: list[tuple[str, float, float]] = field(default_factory=list)
 
     def for_user(self, user: int) -> list[Lifecycle]:
         return [lc for lc in self.lifecycles if lc.user == user]
@@ -59,9 +60,11 @@ class Plan:
         return next(lc for lc in self.lifecycles if lc.user == user and lc.setup and lc.kind == kind)
 
 
-def make_plan(seed: int, count: int, users: int = 6, fail_share: float = 0.25, max_kills: int = 200) -> Plan:
+def make_plan(seed: int, count: int, users: int = 6, fail_share: float = 0.25, kills: int | None = None) -> Plan:
     """`count` lifecycles under kills (every kind about equally often, every user's renders
-    using a base character and scene made first, without kills), and the kill schedule."""
+    using a base character and scene made first, without kills), and the kill schedule: about
+    one kill per lifecycle (`kills`), with a breather now and then so that steps longer than the
+    gap between kills (a splat's turntable) still finish, and no kill once they are used up."""
     rng = random.Random(seed)
     kinds = [KINDS[i % len(KINDS)] for i in range(count)]
     rng.shuffle(kinds)
@@ -71,9 +74,10 @@ def make_plan(seed: int, count: int, users: int = 6, fail_share: float = 0.25, m
     for user in render_users:
         for kind in ("character", "scene"):
             setup.append(Lifecycle(count + len(setup), user, kind, fail=False, setup=True))
-    kills = []
-    for _ in range(max_kills):
+    schedule = []
+    for _ in range(count if kills is None else kills):
         mode = rng.choices(KILL_MODES, weights=(3, 2, 2, 2))[0]
-        pause = {"random": (0.3, 1.5), "finish": (0.0, 0.5)}.get(mode, (0.0, 0.05))
-        kills.append((mode, rng.uniform(*pause)))
-    return Plan(seed, users, setup + chaos, kills)
+        pause = {"random": (0.5, 2.0), "finish": (0.0, 0.5)}.get(mode, (0.0, 0.05))
+        rest = rng.uniform(4.0, 8.0) if rng.random() < 0.25 else 0.0
+        schedule.append((mode, rng.uniform(*pause), rest))
+    return Plan(seed, users, setup + chaos, schedule)

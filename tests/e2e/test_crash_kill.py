@@ -6,7 +6,8 @@ notice for every failure, the saved objects, and no spool left behind.
 
 Replay a run with the seed it prints: `CRASH_SEED=1234 python -m pytest -q -n 0 -s tests/e2e/test_crash_kill.py`
 (`-s` shows the seed and the run's figures). `CRASH_LIFECYCLES` sets how many lifecycles run under
-kills (36 by default); `-m "not crash"` leaves the test out."""
+kills (36 by default), `CRASH_KILLS` the most kills (as many as lifecycles by default); `-m "not crash"`
+leaves the test out."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from tests.e2e.crash_plan import make_plan
 from tests.e2e.crash_world import BotDb, BotProcess, Sandboxes
 
 LIFECYCLES = int(os.environ.get("CRASH_LIFECYCLES", "36"))
+#: kills at most (about one per lifecycle by default); none once they are used up
+KILLS = int(os.environ["CRASH_KILLS"]) if os.environ.get("CRASH_KILLS") else None
 #: after the last job ends, how long the bot may take to finish what a kill left undone (the
 #: checks pass as soon as it has; a card whose post a kill interrupted may wait 10 s to be adopted)
 SETTLE_SECONDS = float(os.environ.get("CRASH_SETTLE_SECONDS", "12"))
@@ -40,7 +43,7 @@ async def test_bot_killed_at_random_points_finishes_every_job_exactly_once(tmp_p
     seed = _seed()
     print(f"\ncrash test seed {seed}: replay with CRASH_SEED={seed}")
     started = time.monotonic()
-    plan = make_plan(seed, LIFECYCLES)
+    plan = make_plan(seed, LIFECYCLES, kills=KILLS)
     portrait = tmp_path / "me.png"
     portrait.write_bytes(image_bytes(128, 128, label="C"))
     clip = await asyncio.to_thread(make_video, tmp_path / "clip.mp4", seconds=1.0, width=160, height=120, fps=8)
