@@ -77,7 +77,7 @@ def make_plan(seed: int, count: int, users: int = 6, fail_share: float = 0.25, k
     schedule = []
     for _ in range(count if kills is None else kills):
         mode = rng.choices(KILL_MODES, weights=(3, 2, 2, 2))[0]
-        pause = {"random": (0.5, 2.0), "finish": (0.0, 0.5)}.get(mode, (0.0, 0.05))
-        rest = rng.uniform(4.0, 8.0) if rng.random() < 0.25 else 0.0
+        pause = {"random": (0.3, 1.5), "finish": (0.0, 0.5)}.get(mode, (0.0, 0.05))
+        rest = rng.uniform(3.0, 6.0) if rng.random() < 0.2 else 0.0
         schedule.append((mode, rng.uniform(*pause), rest))
     return Plan(seed, users, setup + chaos, schedule)
