@@ -13,7 +13,7 @@ import discord
 from discord.ext import commands
 
 from bot.buttons import JobButton
-from bot.config import Settings
+from bot.config import Settings, database_location, worker_name
 from bot.confirm import CostAnswer
 from bot.delivery import Delivery
 from bot.health import GATEWAY_BEAT, heartbeat
@@ -24,7 +24,7 @@ from bot.providers import build_providers
 from bot.providers.base import Provider
 from bot.redact import register_section, register_settings
 from bot.runner import Runner
-from bot.store import Store
+from bot.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ class VideoBot(commands.Bot):
     """Everything lives on the bot so cogs reach it as `interaction.client`."""
 
     def __init__(self, settings: Settings, *, providers: dict[str, Provider] | None = None,
-                 extensions: Sequence[str] = DEFAULT_EXTENSIONS, start_runner: bool = True, **client_options) -> None:
+                 extensions: Sequence[str] = DEFAULT_EXTENSIONS, start_runner: bool | None = None,
+                 **client_options) -> None:
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(),
                          help_command=None, allowed_mentions=discord.AllowedMentions.none(), **client_options)
         self.settings = settings
@@ -53,7 +54,10 @@ class VideoBot(commands.Bot):
         self.net = Net(policy=OutboundPolicy.from_settings(settings))
         self._given_providers = providers
         self._extensions = tuple(extensions)
-        self._start_runner = start_runner
+        #: None: as GATEWAY_RUNS_JOBS says (a worker passes True, `sync` False)
+        self._start_runner = settings.gateway_runs_jobs if start_runner is None else start_runner
+        #: the bot proper (not `sync`): heartbeats and the ready line, with or without jobs of its own
+        self._serving = start_runner is not False
         self.providers: dict[str, Provider] = {}
         self.runner_heartbeat = heartbeat(settings.database_path, "runner")
         self.gateway_heartbeat = heartbeat(settings.database_path, "gateway")
@@ -61,7 +65,7 @@ class VideoBot(commands.Bot):
         self._ready_logged = False
 
     async def setup_hook(self) -> None:
-        self.store = await Store.open(self.settings.database_path)
+        self.store = await open_store(database_location(self.settings))
         self.providers = (self._given_providers if self._given_providers is not None
                           else build_providers(self.settings, self.net))
         for provider in self.providers.values():
@@ -71,7 +75,9 @@ class VideoBot(commands.Bot):
                                  edit_interval=self.settings.status_edit_seconds,
                                  provider_names={n: p.display_name for n, p in self.providers.items()})
         self.runner = Runner(self.store, self.providers, self.delivery, spool_dir=self.settings.spool_dir,
-                             max_attempts=self.settings.max_attempts, heartbeat=self.runner_heartbeat.beat)
+                             max_attempts=self.settings.max_attempts, worker_id=worker_name(self.settings),
+                             idle_wait=self.settings.runner_idle_seconds,
+                             lease_seconds=self.settings.job_lease_seconds, heartbeat=self.runner_heartbeat.beat)
         self.jobs = JobService(self.store, self.runner, self.delivery, self.providers,
                                max_per_user=self.settings.max_jobs_per_user,
                                max_per_guild=self.settings.max_jobs_per_guild, cooldowns=self.settings.cooldowns)
@@ -81,17 +87,19 @@ class VideoBot(commands.Bot):
                 await self.load_extension(name)
         if self._start_runner:
             self.runner.start()
+        if self._serving:
             self._gateway_beats = asyncio.create_task(self._beat_gateway(), name="gateway-heartbeat")
         log.info("starting: providers %s; connecting to Discord", ", ".join(self.providers) or "none")
 
     async def on_ready(self) -> None:
         """Ready means both halves work: the gateway is connected and the runner is running."""
-        if self._ready_logged or not self._start_runner:
+        if self._ready_logged or not self._serving:
             return
         self._ready_logged = True
         self.gateway_heartbeat.beat()
-        log.info("ready: connected to Discord as %s in %d server(s); runner running; providers %s",
-                 self.user, len(self.guilds), ", ".join(self.providers) or "none")
+        log.info("ready: connected to Discord as %s in %d server(s); %s; providers %s",
+                 self.user, len(self.guilds), "runner running" if self._start_runner else "jobs run by workers",
+                 ", ".join(self.providers) or "none")
 
     def gateway_alive(self) -> bool:
         ws = getattr(self, "ws", None)

@@ -78,6 +78,8 @@ class _ProviderSection(_Base):
     poll_min_seconds: float = Field(3.0, gt=0)
     poll_max_seconds: float = Field(60.0, gt=0)
     max_concurrent: int = Field(4, ge=1, le=64)
+    #: status calls at once (light, and many when many jobs wait): apart from the heavy steps above
+    max_concurrent_polls: int = Field(64, ge=1, le=1024)
     deadline_minutes: dict[str, float] = Field(default_factory=dict)
     #: after a paid call whose answer was lost, wait this long before looking for what it made
     reconcile_settle_seconds: float = Field(60.0, gt=0)
@@ -195,6 +197,18 @@ class Settings(_Base):
     #: where users' attachments are fetched from (the origin of DISCORD_API_URL is added to these)
     discord_cdn_hosts: list[str] = Field(default_factory=lambda: ["cdn.discordapp.com", "media.discordapp.net"])
     database_path: Path = Path("data/bot.db")
+    #: `postgresql://…`: the store on PostgreSQL, shared by a gateway and workers (docs/scaling.md);
+    #: unset: the SQLite file at DATABASE_PATH (one process)
+    database_url: SecretStr | None = None
+    #: this process's name in job leases; empty: the only process that runs jobs
+    worker_id: str = ""
+    #: whether `run` (the gateway) also runs jobs; workers (`python -m bot worker`) always do
+    gateway_runs_jobs: bool = True
+    #: how often a runner looks for new jobs when nothing is due: other processes create them
+    runner_idle_seconds: float = Field(30.0, gt=0, le=300)
+    #: how long a worker's claim on a job lasts unless renewed (it renews every third of this while
+    #: the step runs): after a worker dies, its jobs wait this long before another takes them
+    job_lease_seconds: float = Field(600.0, ge=1, le=86400)
     spool_dir: Path = Path("data/spool")
     upload_limit_mb: float = Field(10.0, gt=0, le=500)
     max_jobs_per_user: int = Field(3, ge=1, le=100)
@@ -302,3 +316,23 @@ def load_settings(**overrides: Any) -> Settings:
     if problems or settings is None:
         raise ConfigError(problems)
     return settings
+
+
+def database_location(settings: Settings) -> str | Path:
+    """Where the store is: DATABASE_URL when set, else the SQLite file."""
+    if settings.database_url is not None and settings.database_url.get_secret_value():
+        return settings.database_url.get_secret_value()
+    return settings.database_path
+
+
+def worker_name(settings: Settings) -> str:
+    """This process's name in job leases: WORKER_ID, else (on a shared PostgreSQL) host and pid, so
+    that no process takes another's leases as its own; "" (the lone SQLite process) otherwise."""
+    if settings.worker_id:
+        return settings.worker_id
+    if isinstance(database_location(settings), str):
+        import os
+        import socket
+
+        return f"{socket.gethostname()}-{os.getpid()}"
+    return ""

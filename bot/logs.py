@@ -58,4 +58,9 @@ def secret_values(settings) -> list[str]:
                  settings.scenario.api_key, settings.scenario.api_secret):
         if item is not None:
             values.append(item.get_secret_value())
-    return values
+    url = settings.database_url.get_secret_value() if getattr(settings, "database_url", None) else ""
+    if url:  # a PostgreSQL password inside DATABASE_URL
+        from urllib.parse import urlsplit
+
+        values.append(urlsplit(url).password or "")
+    return [v for v in values if v]

@@ -200,6 +200,9 @@ class Job:
     delivery_plan: list[dict[str, Any]] | None = None
     #: the provider would not stop the job: it runs on, counts toward limits and is delivered
     cancel_refused_at: datetime | None = None
+    #: the fencing token of the worker's lease this copy was claimed under: a write with an older
+    #: one (a stalled worker whose lease was taken over) is refused
+    lease_token: int = 0
 
     def evolve(self, **changes: Any) -> Job:
         return replace(self, **changes)

@@ -217,7 +217,13 @@ async def preflight(settings: Settings, report: Callable[[str, str], None] = _qu
     register_settings(settings)  # every secret masked in whatever a provider answers
     problems = storage_problems(settings)
     if not problems:
-        report("storage", f"database {settings.database_path}, spool {settings.spool_dir}")
+        where = settings.database_path
+        if settings.database_url is not None and settings.database_url.get_secret_value():
+            from urllib.parse import urlsplit
+
+            url = urlsplit(settings.database_url.get_secret_value())  # never the password
+            where = f"PostgreSQL at {url.hostname}:{url.port or 5432}{url.path} (not checked here)"
+        report("storage", f"database {where}, spool {settings.spool_dir}")
     problems += await discord_problems(settings, report)
     problems += await provider_problems(settings, report)
     return problems

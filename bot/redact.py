@@ -76,6 +76,11 @@ def register_section(section: Any) -> None:
 
 def register_settings(settings: Any) -> None:
     REGISTRY.add(secret_forms(_plain(settings.discord_token)))
+    url = _plain(getattr(settings, "database_url", None))
+    if url:  # a PostgreSQL password inside DATABASE_URL
+        from urllib.parse import urlsplit
+
+        REGISTRY.add(secret_forms(urlsplit(url).password or ""))
     for section in (settings.viggle, settings.vid2scene, settings.scenario):
         register_section(section)
 

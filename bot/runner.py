@@ -12,6 +12,7 @@ object, spool removal), and the same loop does them until none is left, across r
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 from collections.abc import Callable
@@ -22,7 +23,7 @@ import discord
 
 from bot.costs import amount_words, settled_amount
 from bot.delivery import Delivery
-from bot.models import TRANSITIONS, Chore, Job, JobState, RemotePhase, RemoteStatus, utcnow
+from bot.models import TERMINAL_STATES, TRANSITIONS, Chore, Job, JobState, RemotePhase, RemoteStatus, utcnow
 from bot.polling import DurationHistory, PollBounds, PollClock, plan_poll_with_eta, retry_backoff
 from bot.providers.base import (
     AuthFailed,
@@ -48,6 +49,15 @@ NOT_CREATED = (InputRejected, AuthFailed, OutOfCredits, RateLimited)
 #: steps that run after the paid call, on work that exists at the provider
 _PAID_STEPS = (JobState.SUBMITTED, JobState.RUNNING, JobState.COLLECTING)
 
+#: a runner lane: (provider, POLL or WORK), or CHORES for finished jobs' chores (no provider slot)
+Lane = tuple[str | None, str]
+POLL, WORK = "poll", "work"
+CHORES: Lane = (None, "chores")
+#: light steps (a status call) and heavy ones (files, conversions, delivery) have their own slots
+_POLL_STATES = (JobState.SUBMITTED, JobState.RUNNING)
+_WORK_STATES = (JobState.ACCEPTED, JobState.UPLOADING, JobState.COLLECTING, JobState.DELIVERING)
+_LIVE_STATES = _POLL_STATES + _WORK_STATES
+
 
 def is_outage(exc: BaseException) -> bool:
     """A fault that passes by itself (network, timeouts, Discord's 5xx or 429), as opposed to a
@@ -66,7 +76,8 @@ class Runner:
 
     def __init__(self, store: Store, providers: dict[str, Provider], delivery: Delivery, *, spool_dir: Path,
                  max_attempts: int = 8, clock: Callable[[], datetime] = utcnow, idle_wait: float = 30.0,
-                 heartbeat: Callable[[], None] | None = None) -> None:
+                 batch_window: float = 0.02, chore_concurrency: int = 16, worker_id: str = "",
+                 lease_seconds: float = 600.0, heartbeat: Callable[[], None] | None = None) -> None:
         self.store = store
         self.providers = providers
         self.delivery = delivery
@@ -74,11 +85,23 @@ class Runner:
         self.max_attempts = max_attempts
         self.clock = clock
         self.idle_wait = idle_wait
+        self.batch_window = batch_window
+        #: this worker's name in leases; "" means the only worker (a crash's leases are all its own)
+        self.worker_id = worker_id
+        self.lease_seconds = lease_seconds
+        self._to_release: set[str] = set()
+        self._renewed_at = 0.0
         #: called on every turn of the loop (at least every `idle_wait` s): `python -m bot health`
         self.heartbeat = heartbeat
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._limits = {name: asyncio.Semaphore(p.limits.max_concurrent) for name, p in providers.items()}
+        #: how many steps of each lane may run at once; a job is claimed only into a free slot
+        self._capacity: dict[Lane, int] = {CHORES: chore_concurrency}
+        for name, p in providers.items():
+            self._capacity[(name, POLL)] = p.limits.max_concurrent_polls
+            self._capacity[(name, WORK)] = p.limits.max_concurrent
+        self._busy: dict[Lane, set[str]] = {lane: set() for lane in self._capacity}
+        self._provider_of: dict[str, str] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._status_dirty: set[str] = set()
@@ -125,6 +148,10 @@ class Runner:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        try:  # other workers may take these jobs at once instead of waiting for the leases to run out
+            await self.store.release_leases(self.worker_id or "local", self._to_release | self._inflight.keys())
+        except Exception:
+            log.warning("could not give back this worker's leases; they run out by themselves")
         # status edits are cosmetic and re-done on the next step: do not wait out a rate limit
         for task in list(self._status_tasks.values()):
             task.cancel()
@@ -132,6 +159,8 @@ class Runner:
 
     async def _loop(self) -> None:
         try:
+            # leases this worker held when it stopped (or died) are its own to take back at once
+            await self.store.release_leases(self.worker_id or None)
             await self.sweep_spool()
         except Exception:
             log.exception("could not sweep the spool folder")
@@ -140,14 +169,7 @@ class Runner:
             if self.heartbeat is not None:
                 self.heartbeat()
             try:
-                for job in await self.store.due_jobs(self.clock(), exclude=self._inflight):
-                    task = asyncio.create_task(self._drive(job), name=f"job-{job.id}")
-                    self._inflight[job.id] = task
-                    task.add_done_callback(lambda _t, jid=job.id: self._step_done(jid))
-                wait = self.idle_wait
-                next_due = await self.store.next_due_at(exclude=self._inflight)
-                if next_due is not None:
-                    wait = min(wait, max(0.0, (next_due - self.clock()).total_seconds()))
+                wait = await self._claim_due()
             except Exception:  # the loop itself must never die (a locked database, say)
                 log.exception("runner loop error")
                 wait = 1.0
@@ -155,6 +177,89 @@ class Runner:
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
             except TimeoutError:
                 pass
+            if self.batch_window and not self._stopping:
+                # steps end one by one: gather those that end together into one pass (one query
+                # per lane claims them all), which costs at most this much lateness
+                await asyncio.sleep(self.batch_window)
+
+    async def _claim_due(self) -> float:
+        """One pass: fill each lane's free slots with its due jobs, oldest due first; returns how
+        long to wait for the next due job. No task waits for a slot: a full lane's due jobs stay
+        in the store until a step of that lane ends (which wakes the loop)."""
+        now = self.clock()
+        await self._tend_leases()
+        for lane, capacity in self._capacity.items():
+            free = capacity - len(self._busy[lane])
+            if free <= 0:
+                continue
+            name, kind = lane
+            claim = functools.partial(self.store.claim_due, now, worker=self.worker_id or "local",
+                                      lease_seconds=self.lease_seconds)
+            if lane == CHORES:
+                jobs = await claim(limit=free, states=TERMINAL_STATES)
+                if len(jobs) < free:  # live jobs of a provider no longer configured: failed without one
+                    jobs += await claim(limit=free - len(jobs), not_providers=self.providers, states=_LIVE_STATES)
+            else:
+                jobs = await claim(limit=free, provider=name, states=_POLL_STATES if kind == POLL else _WORK_STATES)
+            jobs = [job for job in jobs if job.id not in self._inflight]  # still ending a step elsewhere
+            batch = self._batchable(jobs, lane, now)
+            if len(batch) > 1:  # one list request answers them all
+                self._spawn(batch, lane, self._drive_batch(batch, lane), f"jobs-{len(batch)}-{batch[0].id}")
+                jobs = [job for job in jobs if job not in batch]
+            for job in jobs:
+                self._spawn([job], lane, self._drive(job, lane), f"job-{job.id}")
+        wait = self.idle_wait
+        next_due = await self.store.next_due_at(after=now)
+        if next_due is not None:
+            wait = min(wait, max(0.0, (next_due - self.clock()).total_seconds()))
+        return wait
+
+    async def _tend_leases(self) -> None:
+        """Give back the leases of steps that ended, and extend those still running well before
+        they run out (a worker that stalls stops extending, and its jobs are taken over)."""
+        worker = self.worker_id or "local"
+        if self._to_release:
+            done, self._to_release = self._to_release, set()
+            await self.store.release_leases(worker, done - self._inflight.keys())
+        loop_now = asyncio.get_running_loop().time()
+        if self._inflight and loop_now - self._renewed_at > self.lease_seconds / 3:
+            self._renewed_at = loop_now
+            await self.store.renew_leases(worker, list(self._inflight),
+                                          self.clock() + timedelta(seconds=self.lease_seconds))
+
+    def _spawn(self, jobs: list[Job], lane: Lane, step, name: str) -> None:
+        task = asyncio.create_task(step, name=name)
+        for job in jobs:
+            self._busy[lane].add(job.id)
+            self._provider_of[job.id] = job.provider
+            self._inflight[job.id] = task
+            task.add_done_callback(lambda _t, jid=job.id, ln=lane: self._step_done(jid, ln))
+
+    def _batchable(self, jobs: list[Job], lane: Lane, now: datetime) -> list[Job]:
+        """The plain status polls among a claimed poll lane's jobs, when the provider can answer
+        several in one request (cancels, deadlines and jobs with errors go one by one)."""
+        provider = self.providers.get(lane[0]) if lane[0] else None
+        if lane[1] != POLL or provider is None or not provider.batch_status or self._not_before.get(lane[0], now) > now:
+            return []
+        return [j for j in jobs if j.remote_id and not j.cancel_requested and not j.attempts and not j.last_error
+                and (j.deadline_at is None or now <= j.deadline_at)]
+
+    async def _drive_batch(self, jobs: list[Job], lane: Lane) -> None:
+        """Ask for several jobs' status at once, then take each job's step with its answer; a job
+        the answer left out (or a failed list call) is polled on its own as usual."""
+        provider = self.providers[jobs[0].provider]
+        try:
+            statuses = await provider.poll_many(jobs)
+        except RateLimited as exc:
+            if not exc.local:
+                self._not_before[provider.name] = self.clock() + timedelta(seconds=max(exc.retry_after, 1.0))
+            statuses = {}
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s: status of %d jobs in one request failed: %s", provider.display_name, len(jobs), exc)
+            statuses = {}
+        await asyncio.gather(*(self._drive(job, lane, status=statuses.get(job.id)) for job in jobs))
 
     async def sweep_spool(self) -> int:
         """Remove job folders in the spool that no live job (or owed chore) uses: left by a
@@ -170,12 +275,15 @@ class Runner:
             log.info("removed %d orphaned spool folder(s)", len(orphans))
         return len(orphans)
 
-    def _step_done(self, job_id: str) -> None:
+    def _step_done(self, job_id: str, lane: Lane) -> None:
         self._inflight.pop(job_id, None)
+        self._provider_of.pop(job_id, None)
+        self._busy.get(lane, set()).discard(job_id)
+        self._to_release.add(job_id)
         self._wake.set()
 
     # -- one step -------------------------------------------------------------------------------
-    async def _drive(self, job: Job) -> None:
+    async def _drive(self, job: Job, lane: Lane = CHORES, status: RemoteStatus | None = None) -> None:
         provider = self.providers.get(job.provider)
         if job.state.is_terminal:  # only chores are left: they need no provider slot
             try:
@@ -188,52 +296,63 @@ class Runner:
         if provider is None:
             await self._fail(job, f"The {job.provider} service is not configured on this bot any more.")
             return
-        async with self._limits[job.provider]:
-            try:
-                # the copy read by the loop may be stale after waiting for a slot (a cancel, say)
+        # the lane's slot was taken when the job was claimed: no waiting here
+        try:
+            if lane[1] != POLL:  # a heavy step: start from the newest copy (a cancel, say)
                 job = await self.store.get_job(job.id) or job
-                if not job.state.is_live:
-                    return
-                blocked = (self._not_before.get(job.provider, self.clock()) - self.clock()).total_seconds()
-                if blocked > 0 and job.state is not JobState.DELIVERING:
-                    # the provider said slow down (to another job): its limit covers the whole account
-                    job = await self._retry_later(job, blocked, count=False)
-                    return
-                job = await self._step(job, provider)
-                if job.state.is_live and (job.attempts or job.last_error):
-                    job = await self.store.update(job, attempts=0, last_error=None)  # the step worked
-                if job.state.is_live and job.finish_pending:
-                    job = await self._do_chores(job, provider)
-            except StaleJob:
-                return  # moved by someone else (a cancel); the next pass reads it afresh
-            except RateLimited as exc:
-                wait = max(exc.retry_after, 1.0)
-                if not exc.local:
-                    self._not_before[job.provider] = self.clock() + timedelta(seconds=wait)
-                job = await self._retry_later(job, wait, count=False)
-            except FINAL_ERRORS as exc:
-                job = await self._fail(job, user_message(exc, provider.display_name))
-            except discord.Forbidden:
-                job = await self._fail(job, "The bot is not allowed to post in this channel any more.")
-            except discord.NotFound:
-                job = await self._fail(job, "The channel this job was started in no longer exists.")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if isinstance(exc, ProviderError):
-                    log.warning("job %s: %s step failed: %s", job.id, job.state, exc)
-                else:
-                    log.exception("job %s: %s step failed", job.id, job.state)
-                job = await self._after_error(job, user_message(exc, provider.display_name), outage=is_outage(exc),
-                                              poll_max=provider.limits.poll_max)
-        self._show_soon(job.id)
+            if not job.state.is_live:
+                return
+            blocked = (self._not_before.get(job.provider, self.clock()) - self.clock()).total_seconds()
+            if blocked > 0 and job.state is not JobState.DELIVERING:
+                # the provider said slow down (to another job): its limit covers the whole account
+                job = await self._retry_later(job, blocked, count=False)
+                return
+            job = await self._step(job, provider, status)
+            if job.state.is_live and (job.attempts or job.last_error):
+                job = await self.store.update(job, attempts=0, last_error=None)  # the step worked
+            if job.state.is_live and job.finish_pending:
+                job = await self._do_chores(job, provider)
+        except StaleJob:
+            return  # moved by someone else (a cancel); the next pass reads it afresh
+        except RateLimited as exc:
+            wait = max(exc.retry_after, 1.0)
+            if not exc.local:
+                self._not_before[job.provider] = self.clock() + timedelta(seconds=wait)
+            job = await self._retry_later(job, wait, count=False)
+        except FINAL_ERRORS as exc:
+            job = await self._fail(job, user_message(exc, provider.display_name))
+        except discord.Forbidden:
+            job = await self._fail(job, "The bot is not allowed to post in this channel any more.")
+        except discord.NotFound:
+            job = await self._fail(job, "The channel this job was started in no longer exists.")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, ProviderError):
+                log.warning("job %s: %s step failed: %s", job.id, job.state, exc)
+            else:
+                log.exception("job %s: %s step failed", job.id, job.state)
+            job = await self._after_error(job, user_message(exc, provider.display_name), outage=is_outage(exc),
+                                          poll_max=provider.limits.poll_max)
+        self._show_soon(job.id, job if lane[1] == POLL else None)
 
-    def _show_soon(self, job_id: str) -> None:
+    def _show_soon(self, job_id: str, seen: Job | None = None) -> None:
         """Refresh the status message in the background: Discord's edit rate limits must slow
-        the card, never the job. Requests made while an edit is under way coalesce into one."""
+        the card, never the job. Requests made while an edit is under way coalesce into one.
+        `seen`, the row a status poll just wrote: when its card would look as shown, nothing is
+        done (most polls of a waiting job change nothing a user sees)."""
+        if (seen is not None and seen.state.is_live and seen.status_message_id is not None
+                and job_id not in self._status_tasks and self._card_unchanged(seen)):
+            return
         self._status_dirty.add(job_id)
         if job_id not in self._status_tasks:
             self._status_tasks[job_id] = asyncio.create_task(self._status_worker(job_id), name=f"status-{job_id}")
+
+    def _card_unchanged(self, job: Job) -> bool:
+        try:
+            return self.delivery.status_payload(job)[2] == job.status_fingerprint
+        except Exception:  # drawing failed: let the worker try (and log) it
+            return False
 
     async def _status_worker(self, job_id: str) -> None:
         try:
@@ -259,7 +378,7 @@ class Runner:
         except Exception:
             log.exception("job %s: could not update its status message", job.id)
 
-    async def _step(self, job: Job, provider: Provider) -> Job:
+    async def _step(self, job: Job, provider: Provider, status: RemoteStatus | None = None) -> Job:
         now = self.clock()
         # a submission whose answer was lost may exist (and be paid): find it first, then stop it
         unrecorded = job.submit_intent_at is not None and job.remote_id is None
@@ -277,7 +396,7 @@ class Runner:
             case JobState.UPLOADING:
                 return await self._upload_and_submit(job, provider, workdir)
             case JobState.SUBMITTED | JobState.RUNNING:
-                return await self._poll(job, provider)
+                return await self._poll(job, provider, status)
             case JobState.COLLECTING:
                 final = RemoteStatus(RemotePhase.SUCCEEDED, data=job.provider_data.get("_status", {}))
                 workdir.mkdir(parents=True, exist_ok=True)
@@ -344,11 +463,12 @@ class Runner:
                                            next_run_at=self.clock() + timedelta(seconds=delay),
                                            finish_pending=_with(job, Chore.SAVED))
 
-    async def _poll(self, job: Job, provider: Provider) -> Job:
-        status = await provider.poll(job)
+    async def _poll(self, job: Job, provider: Provider, known: RemoteStatus | None = None) -> Job:
+        status = known or await provider.poll(job)
         now = self.clock()
+        # an answer clears earlier errors in the same write (readers never see one half cleared)
         fields = {"progress": status.progress, "queue_position": status.queue_position, "detail": status.detail,
-                  "last_error": None}
+                  "last_error": None, "attempts": 0}
         if status.preview_url:
             fields["preview_url"] = status.preview_url
         if status.phase is RemotePhase.SUCCEEDED:

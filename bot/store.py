@@ -123,6 +123,14 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     """,
+    # 4: workers claim due jobs per provider and lane with leases (owner, expiry, fencing token)
+    """
+    CREATE INDEX jobs_lane ON jobs (provider, state, next_run_at)
+        WHERE state NOT IN ('done', 'failed', 'cancelled') OR finish_pending <> '[]';
+    ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_until REAL;
+    ALTER TABLE jobs ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -262,7 +270,12 @@ def looks_like_job_id(name: str) -> bool:
 
 
 class Store:
-    """An open database. Use `await Store.open(path)`; close with `await store.close()`."""
+    """An open database. Use `await Store.open(path)`; close with `await store.close()`.
+    `open_store(url_or_path)` picks SQLite or PostgreSQL (bot/store_pg.py)."""
+
+    #: dialect: the smaller of two values; what makes a claim skip rows another worker is taking
+    _LEAST = "MIN"
+    _SKIP_LOCKED = ""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
@@ -284,9 +297,10 @@ class Store:
             await self._db.commit()
 
     async def _execute_write(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """One statement in its own transaction; returns the row count."""
-        async with self.transaction() as db:
-            cur = await db.execute(sql, params)
+        """One statement, its own transaction (autocommit: one trip to the database thread, which
+        matters at hundreds of polls a second); returns the row count."""
+        async with self._write_lock:
+            cur = await self._db.execute(sql, params)
             return cur.rowcount
 
     @classmethod
@@ -294,7 +308,8 @@ class Store:
         path = Path(path)
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path)
+        # autocommit: a lone statement commits by itself; transaction() says BEGIN IMMEDIATE itself
+        db = await aiosqlite.connect(path, isolation_level=None)
         db.row_factory = aiosqlite.Row
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
@@ -334,6 +349,7 @@ class Store:
         columns = ", ".join(_JOB_COLUMNS)
         marks = ", ".join("?" for _ in _JOB_COLUMNS)
         async with self.transaction() as db:
+            await self._serialize(db, job)
             if max_per_user is not None and await self._count_live(db, "owner_id", job.owner_id) >= max_per_user:
                 raise LimitReached("user", max_per_user)
             if (max_per_guild is not None and job.guild_id is not None
@@ -346,6 +362,10 @@ class Store:
             await db.execute(f"INSERT INTO jobs ({columns}) VALUES ({marks})",
                              [_to_column(n, getattr(job, n)) for n in _JOB_COLUMNS])
         return job
+
+    async def _serialize(self, db: Any, job: Job) -> None:
+        """Make concurrent creations for the same guild or owner wait for each other (on SQLite,
+        BEGIN IMMEDIATE already does; PostgreSQL takes advisory locks)."""
 
     async def _book(self, db: aiosqlite.Connection, job: Job, charge: Charge) -> None:
         limit = await self._limit(db, charge.guild_id, charge.provider)
@@ -483,9 +503,8 @@ class Store:
         return int(row[0])
 
     async def get_job(self, job_id: str) -> Job | None:
-        async with self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
-            row = await cur.fetchone()
-        return _from_row(row) if row else None
+        rows = await self._db.execute_fetchall("SELECT * FROM jobs WHERE id = ?", (job_id,))  # one hop
+        return _from_row(rows[0]) if rows else None
 
     async def _write(self, job: Job, new: Job) -> Job:
         changed = {n: getattr(new, n) for n in _JOB_COLUMNS if getattr(new, n) != getattr(job, n)}
@@ -494,15 +513,16 @@ class Store:
         # before looking for a submission that may exist unrecorded (it must be found to be stopped)
         assignments = ", ".join(
             "next_run_at = CASE WHEN cancel_requested = 1 AND (submit_intent_at IS NULL OR remote_id IS NOT NULL) "
-            "THEN MIN(next_run_at, ?) ELSE ? END"
+            f"THEN {self._LEAST}(next_run_at, ?) ELSE ? END"
             if n == "next_run_at" else f"{n} = ?" for n in changed)
         params: list[Any] = []
         for n, v in changed.items():
             params += [_to_column(n, v)] * (2 if n == "next_run_at" else 1)
-        params += [job.id, str(job.state)]
-        rowcount = await self._execute_write(f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?", params)
+        params += [job.id, str(job.state), job.lease_token]
+        rowcount = await self._execute_write(
+            f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ? AND lease_token = ?", params)
         if rowcount != 1:
-            raise StaleJob(f"job {job.id} is no longer {job.state}")
+            raise StaleJob(f"job {job.id} is no longer {job.state}, or its lease was taken over")
         return new
 
     async def update(self, job: Job, **changes: Any) -> Job:
@@ -529,17 +549,98 @@ class Store:
         skip = f"AND id NOT IN ({', '.join('?' for _ in range(excluded))})" if excluded else ""
         return f"SELECT * FROM jobs WHERE {_DUE} AND next_run_at <= ? {skip} ORDER BY next_run_at LIMIT ?"
 
-    async def due_jobs(self, now: datetime, limit: int = 50, exclude: Iterable[str] = ()) -> list[Job]:
-        """Live jobs whose next step is due, and finished ones with chores due, oldest due first."""
+    async def due_jobs(self, now: datetime, limit: int = 50, exclude: Iterable[str] = (), *,
+                       provider: str | None = None, states: Iterable[JobState] | None = None,
+                       not_providers: Iterable[str] | None = None) -> list[Job]:
+        """Live jobs whose next step is due, and finished ones with chores due, oldest due first.
+        A lane of the runner narrows it: one provider's (or none of these providers'), in these
+        states. `exclude` is for the few jobs in flight, never for thousands."""
         excluded = list(exclude)
-        async with self._db.execute(self.due_sql(len(excluded)), [_ts(now), *excluded, limit]) as cur:
-            return [_from_row(r) for r in await cur.fetchall()]
+        if provider is None and states is None and not_providers is None:
+            sql, params = self.due_sql(len(excluded)), [_ts(now), *excluded, limit]
+        else:
+            where, params = [_DUE, "next_run_at <= ?"], [_ts(now)]
+            if provider is not None:
+                where.append("provider = ?")
+                params.append(provider)
+            if not_providers is not None:
+                names = list(not_providers)
+                where.append(f"provider NOT IN ({', '.join('?' for _ in names)})")
+                params += names
+            if states is not None:
+                wanted = [str(s) for s in states]
+                where.append(f"state IN ({', '.join('?' for _ in wanted)})")
+                params += wanted
+            if excluded:
+                where.append(f"id NOT IN ({', '.join('?' for _ in excluded)})")
+                params += excluded
+            sql = f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY next_run_at LIMIT ?"
+            params.append(limit)
+        return [_from_row(r) for r in await self._db.execute_fetchall(sql, params)]
 
-    async def next_due_at(self, exclude: Iterable[str] = ()) -> datetime | None:
+    async def claim_due(self, now: datetime, *, worker: str, lease_seconds: float, limit: int,
+                        provider: str | None = None, states: Iterable[JobState] | None = None,
+                        not_providers: Iterable[str] | None = None) -> list[Job]:
+        """Take up to `limit` due jobs of a lane for `worker`, oldest due first: each gets a lease
+        until `now + lease_seconds` and a new fencing token (returned in the job, and required by
+        every write made with it). Jobs leased by anyone whose lease has not run out are skipped;
+        an expired lease is taken over. One statement, so two workers never take the same job."""
+        where, params = [_DUE, "next_run_at <= ?", "(lease_until IS NULL OR lease_until < ?)"], [_ts(now), _ts(now)]
+        if provider is not None:
+            where.append("provider = ?")
+            params.append(provider)
+        if not_providers is not None:
+            names = list(not_providers)
+            where.append(f"provider NOT IN ({', '.join('?' for _ in names)})")
+            params += names
+        if states is not None:
+            wanted = [str(s) for s in states]
+            where.append(f"state IN ({', '.join('?' for _ in wanted)})")
+            params += wanted
+        pick = f"SELECT id FROM jobs WHERE {' AND '.join(where)} ORDER BY next_run_at LIMIT ?{self._SKIP_LOCKED}"
+        sql = (f"UPDATE jobs SET lease_owner = ?, lease_until = ?, lease_token = lease_token + 1 "
+               f"WHERE id IN ({pick}) RETURNING *")
+        rows = await self._returning(sql, [worker, _ts(now) + lease_seconds, *params, limit])
+        return sorted((_from_row(r) for r in rows), key=lambda j: j.next_run_at)
+
+    async def renew_leases(self, worker: str, job_ids: Iterable[str], until: datetime) -> int:
+        """Extend `worker`'s leases on jobs it is still working on (a long upload, say)."""
+        ids = list(job_ids)
+        if not ids:
+            return 0
+        return await self._execute_write(
+            f"UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND id IN ({', '.join('?' for _ in ids)})",
+            [_ts(until), worker, *ids])
+
+    async def release_leases(self, worker: str | None, job_ids: Iterable[str] | None = None) -> int:
+        """Give up `worker`'s leases (on these jobs, or all of them); `worker` None: everyone's
+        (a lone worker starting again after a crash)."""
+        where, params = ["lease_until IS NOT NULL"], []
+        if worker is not None:
+            where.append("lease_owner = ?")
+            params.append(worker)
+        if job_ids is not None:
+            ids = list(job_ids)
+            if not ids:
+                return 0
+            where.append(f"id IN ({', '.join('?' for _ in ids)})")
+            params += ids
+        return await self._execute_write(
+            f"UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}", params)
+
+    async def _returning(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """A write whose changed rows are read back (RETURNING)."""
+        async with self._write_lock:
+            return list(await self._db.execute_fetchall(sql, params))
+
+    async def next_due_at(self, exclude: Iterable[str] = (), *, after: datetime | None = None) -> datetime | None:
+        """When the next job falls due; with `after`, the first due later than that (what is due
+        already was claimed, or waits for a free slot)."""
         excluded = list(exclude)
         skip = f"AND id NOT IN ({', '.join('?' for _ in excluded)})" if excluded else ""
-        sql = f"SELECT MIN(next_run_at) FROM jobs WHERE {_DUE} {skip}"
-        async with self._db.execute(sql, excluded) as cur:
+        later = "AND next_run_at > ?" if after is not None else ""
+        sql = f"SELECT MIN(next_run_at) FROM jobs WHERE {_DUE} {later} {skip}"
+        async with self._db.execute(sql, ([_ts(after)] if after is not None else []) + excluded) as cur:
             row = await cur.fetchone()
         return _dt(row[0]) if row and row[0] is not None else None
 
@@ -648,3 +749,13 @@ class Store:
                            owner_id=row["owner_id"], guild_id=row["guild_id"], name=row["name"],
                            status=row["status"], data=json.loads(row["data"]),
                            created_at=_dt(row["created_at"]), updated_at=_dt(row["updated_at"]))
+
+
+async def open_store(location: str | Path) -> Store:
+    """`postgresql://…` opens PostgreSQL (bot/store_pg.py, for a gateway and several workers);
+    anything else is a SQLite file (one process)."""
+    if str(location).startswith(("postgresql://", "postgres://")):
+        from bot.store_pg import PgStore
+
+        return await PgStore.open(str(location))
+    return await Store.open(location)

@@ -1,4 +1,4 @@
-"""The command line: `python -m bot [run|check|sync|health|demo]`. Each subcommand's `--help` says
+"""The command line: `python -m bot [run|worker|check|sync|health|demo]`. Each subcommand's `--help` says
 what it does and what it reads; exit codes are listed in `python -m bot --help`."""
 
 from __future__ import annotations
@@ -34,6 +34,14 @@ Before connecting it makes the same checks as `check` and refuses to start on an
 Reads: DISCORD_TOKEN, the provider keys and URLs, DATABASE_PATH, SPOOL_DIR and the limits, from
 the environment or ./.env. Writes: the job database, the spool folder, and two heartbeat files
 next to the database (read by `health`). Logs go to stderr."""),
+    "worker": ("run jobs without a gateway, beside a gateway on a shared PostgreSQL", """\
+Run jobs from the shared database (DATABASE_URL=postgresql://...) without a Discord gateway
+connection: log in to Discord's REST API only (to post status cards and results), take due jobs
+under a lease, and drive them until SIGTERM or Ctrl-C (running steps finish; leases are given
+back). Start as many as needed beside one `run` (see docs/scaling.md).
+
+Reads: what `run` reads, and WORKER_ID (default: host name and pid), JOB_LEASE_SECONDS,
+RUNNER_IDLE_SECONDS."""),
     "check": ("check the settings and that Discord and each provider answer", """\
 Validate every setting, check that DATABASE_PATH and SPOOL_DIR can be written, log in to Discord
 with DISCORD_TOKEN (and open its gateway, without identifying), and make one harmless read
@@ -95,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return splat_main(argv[1:])
     args = build_parser().parse_args(argv)
-    handlers = {"run": commands.cmd_run, "check": commands.cmd_check, "sync": commands.cmd_sync,
+    handlers = {"run": commands.cmd_run, "worker": commands.cmd_worker, "check": commands.cmd_check,
+                "sync": commands.cmd_sync,
                 "health": commands.cmd_health, "demo": commands.cmd_demo, None: commands.cmd_run}
     return handlers[args.command](args)

@@ -89,6 +89,45 @@ def cmd_run(_args: Namespace) -> int:
     return run_until_signal(_run(settings), on_signal=OK)
 
 
+# -- worker ---------------------------------------------------------------------------------------
+async def _work(settings: Settings) -> int:
+    import asyncio
+
+    from bot.app import VideoBot
+
+    problems = await preflight(settings)
+    if problems:
+        return _refuse(problems)
+    bot = VideoBot(settings, extensions=(), start_runner=True)
+    try:
+        await bot.login(settings.discord_token.get_secret_value())  # REST only; setup_hook starts the runner
+        await asyncio.Event().wait()  # until SIGTERM or Ctrl-C
+    except Exception as exc:
+        problem = _start_failure(exc, settings)
+        if problem is None:
+            raise
+        return _refuse([problem])
+    finally:
+        await bot.close()
+    return OK
+
+
+def cmd_worker(_args: Namespace) -> int:
+    import os
+    import socket
+
+    from bot.logs import secret_values, setup_logging
+
+    settings = _settings()
+    if isinstance(settings, int):
+        return settings
+    setup_logging(settings.log_level, secret_values(settings))
+    if not settings.worker_id:  # never "the only process": a gateway or other workers share the jobs
+        settings.worker_id = f"{socket.gethostname()}-{os.getpid()}"
+    _point_discord(settings)
+    return run_until_signal(_work(settings), on_signal=OK)
+
+
 # -- check ----------------------------------------------------------------------------------------
 def cmd_check(_args: Namespace) -> int:
     settings = _settings()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -77,7 +77,11 @@ class ProviderLimits:
 
     poll_min: float = 3.0
     poll_max: float = 60.0
+    #: heavy steps at once (uploading, collecting, delivering: files and conversions)
     max_concurrent: int = 4
+    #: status calls at once, apart from the heavy steps: 10,000 waiting jobs polled every 30 s at
+    #: 100 ms a call need about 35
+    max_concurrent_polls: int = 64
     deadlines: Mapping[str, float] = field(default_factory=dict)
     default_deadline: float = 3600.0
     #: after a paid call whose answer was lost, wait this long before looking for the job it made
@@ -90,7 +94,7 @@ class ProviderLimits:
     def from_settings(cls, section: Any) -> ProviderLimits:
         """From a provider's settings section (minutes there, seconds here)."""
         return cls(poll_min=section.poll_min_seconds, poll_max=section.poll_max_seconds,
-                   max_concurrent=section.max_concurrent,
+                   max_concurrent=section.max_concurrent, max_concurrent_polls=section.max_concurrent_polls,
                    deadlines={k: v * 60 for k, v in section.deadline_minutes.items()},
                    reconcile_settle=section.reconcile_settle_seconds)
 
@@ -135,6 +139,14 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def poll(self, job: Job) -> RemoteStatus:
         """Ask how the remote job is doing."""
+
+    #: whether `poll_many` can answer several jobs in one request (a job list that tells status)
+    batch_status: ClassVar[bool] = False
+
+    async def poll_many(self, jobs: Sequence[Job]) -> dict[str, RemoteStatus]:
+        """How several remote jobs are doing, in as few requests as the provider allows, keyed by
+        our job id. Jobs left out of the answer are polled one by one with `poll`."""
+        return {}
 
     @abc.abstractmethod
     async def collect(self, job: Job, status: RemoteStatus, workdir: Path) -> list[Artifact]:

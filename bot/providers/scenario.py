@@ -10,6 +10,7 @@ which finds the job by the asset it was given (an asset we uploaded for this job
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,8 @@ class ScenarioProvider(Provider):
     reconcile_max_pages = 5000
     #: allowed difference between our clock and Scenario's when matching creation times
     clock_skew = timedelta(minutes=5)
+    #: pages of the job list one status scan may read before leaving the rest to single polls
+    batch_max_pages = 3
 
     def __init__(self, settings: Any, net: Net) -> None:
         self.settings = settings
@@ -197,7 +200,23 @@ class ScenarioProvider(Provider):
 
     # -- progress -------------------------------------------------------------------------------------
     async def poll(self, job: Job) -> RemoteStatus:
-        remote = await self.api.get_job(job.remote_id or "")
+        return self._status(await self.api.get_job(job.remote_id or ""))
+
+    batch_status = True
+
+    async def poll_many(self, jobs: Sequence[Job]) -> dict[str, RemoteStatus]:
+        """One scan of the job list (newest first, 100 a page) back to the oldest of these jobs'
+        creation answers them all; jobs the scan did not reach in `batch_max_pages` are left to
+        `poll` (a busy account with many newer jobs)."""
+        wanted = {j.remote_id: j.id for j in jobs if j.remote_id}
+        if not wanted:
+            return {}
+        since = min(j.created_at for j in jobs) - self.clock_skew
+        scan = await self.api.list_jobs(created_after=_iso(since), stop_before=since, page_size=100,
+                                        max_pages=self.batch_max_pages)
+        return {wanted[r["jobId"]]: self._status(r) for r in scan.jobs if r.get("jobId") in wanted}
+
+    def _status(self, remote: dict[str, Any]) -> RemoteStatus:
         raw = str(remote.get("status", ""))
         phase = _PHASES.get(raw, RemotePhase.RUNNING)
         progress = remote.get("progress")

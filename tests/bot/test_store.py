@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from bot.models import TRANSITIONS, Artifact, Job, JobState, utcnow
-from bot.store import MIGRATIONS, IllegalTransition, SavedObject, StaleJob, Store, new_job_id
+from bot.store import MIGRATIONS, IllegalTransition, SavedObject, StaleJob, Store, new_job_id, open_store
 
 
 def make_job(**over) -> Job:
@@ -20,11 +20,28 @@ def make_job(**over) -> Job:
     return Job(**base)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def reopen(request, tmp_path):
+    """Opens the store of this test (another connection, as another process would): a SQLite file,
+    or a fresh schema on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        location = tmp_path / "bot.db"
+    else:
+        _schema, location = await request.getfixturevalue("postgres_server").fresh_schema_url()
+    opened = []
+
+    async def open_it():
+        opened.append(await open_store(location))
+        return opened[-1]
+
+    yield open_it
+    for s in opened:
+        await s.close()
+
+
 @pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "bot.db")
-    yield s
-    await s.close()
+async def store(reopen):
+    return await reopen()
 
 
 async def test_migrations_apply_once_and_survive_reopen(tmp_path):
@@ -204,7 +221,7 @@ async def test_finished_jobs_are_due_while_they_owe_chores(store):
     assert await store.due_jobs(now) == [] and await store.next_due_at() is None
 
 
-async def test_a_cooldown_is_taken_once_by_simultaneous_commands_and_across_connections(store, tmp_path):
+async def test_a_cooldown_is_taken_once_by_simultaneous_commands_and_across_connections(store, reopen):
     from bot.store import Cooldown, CoolingDown
 
     now = utcnow()
@@ -218,15 +235,12 @@ async def test_a_cooldown_is_taken_once_by_simultaneous_commands_and_across_conn
             return False
 
     assert sum(await asyncio.gather(*(take(store) for _ in range(10)))) == 1
-    other = await Store.open(tmp_path / "bot.db")  # another process on the same file
-    try:
-        assert not await take(other)
-        await other.take_cooldown(Cooldown(2, "viggle render", 30, now))  # per user
-        await other.take_cooldown(Cooldown(1, "viggle mix", 30, now))  # per command
-        later = now + timedelta(seconds=31)
-        await other.take_cooldown(Cooldown(1, "viggle render", 30, later))  # ran out: taken again
-    finally:
-        await other.close()
+    other = await reopen()  # another process on the same database
+    assert not await take(other)
+    await other.take_cooldown(Cooldown(2, "viggle render", 30, now))  # per user
+    await other.take_cooldown(Cooldown(1, "viggle mix", 30, now))  # per command
+    later = now + timedelta(seconds=31)
+    await other.take_cooldown(Cooldown(1, "viggle render", 30, later))  # ran out: taken again
 
 
 async def test_a_job_refused_by_a_limit_costs_no_cooldown_and_a_cooling_one_is_not_created(store):
@@ -245,3 +259,56 @@ async def test_a_job_refused_by_a_limit_costs_no_cooldown_and_a_cooling_one_is_n
 async def test_a_job_whose_cancel_was_refused_cannot_be_flagged_again(store):
     job = await store.create_job(make_job(state=JobState.RUNNING, cancel_refused_at=utcnow()))
     assert not await store.request_cancel(job.id)
+
+
+async def test_limits_hold_across_processes(store, reopen):
+    from bot.store import LimitReached
+
+    others = [await reopen() for _ in range(3)]  # as many processes, each its own connection
+
+    async def create(s: Store) -> bool:
+        try:
+            await s.create_job(make_job(owner_id=77, guild_id=700), max_per_user=2, max_per_guild=3)
+            return True
+        except LimitReached:
+            return False
+
+    assert sum(await asyncio.gather(*(create(s) for s in [store, *others] for _ in range(4)))) == 2
+    assert await store.count_live(owner_id=77) == 2
+
+
+async def test_two_workers_never_claim_the_same_job(store, reopen):
+    now = utcnow()
+    for i in range(20):
+        await store.create_job(make_job(state=JobState.RUNNING, next_run_at=now - timedelta(seconds=i)))
+    other = await reopen()
+    a, b = await asyncio.gather(store.claim_due(now, worker="a", lease_seconds=60, limit=15),
+                                other.claim_due(now, worker="b", lease_seconds=60, limit=15))
+    assert len(a) + len(b) == 20 and not {j.id for j in a} & {j.id for j in b}
+    assert await store.claim_due(now, worker="c", lease_seconds=60, limit=50) == []  # all leased
+
+
+async def test_an_expired_lease_is_taken_over_and_the_stalled_workers_write_is_refused(store):
+    now = utcnow()
+    job = await store.create_job(make_job(state=JobState.RUNNING, next_run_at=now - timedelta(seconds=1)))
+    [mine] = await store.claim_due(now, worker="stalled", lease_seconds=30, limit=5)
+    assert await store.claim_due(now + timedelta(seconds=29), worker="other", lease_seconds=30, limit=5) == []
+    [theirs] = await store.claim_due(now + timedelta(seconds=31), worker="other", lease_seconds=30, limit=5)
+    assert theirs.id == job.id and theirs.lease_token > mine.lease_token
+    with pytest.raises(StaleJob):  # the stalled worker wakes up and writes with its old token
+        await store.update(mine, progress=0.9)
+    with pytest.raises(StaleJob):
+        await store.transition(mine, JobState.COLLECTING)
+    moved = await store.transition(theirs, JobState.COLLECTING)
+    assert (await store.get_job(job.id)).state is JobState.COLLECTING and moved.progress is None
+
+
+async def test_leases_are_given_back_and_renewed_by_their_owner_only(store):
+    now = utcnow()
+    job = await store.create_job(make_job(state=JobState.RUNNING, next_run_at=now - timedelta(seconds=1)))
+    await store.claim_due(now, worker="a", lease_seconds=30, limit=5)
+    assert await store.release_leases("b", [job.id]) == 0  # not b's to give
+    assert await store.renew_leases("a", [job.id], now + timedelta(seconds=300)) == 1
+    assert await store.claim_due(now + timedelta(seconds=100), worker="b", lease_seconds=30, limit=5) == []
+    assert await store.release_leases("a", [job.id]) == 1
+    assert [j.id for j in await store.claim_due(now, worker="b", lease_seconds=30, limit=5)] == [job.id]

@@ -236,7 +236,7 @@ async def test_a_job_that_fails_before_paying_gives_its_credits_back(emu, bot, u
     att = emu.attachment(media["alice"], "alice.png", "image/png")
     failed = job_id_of((await command(emu, alice, "viggle character", name="Alice", image=att)).content)
     await wait_job_state(bot, failed, JobState.FAILED, timeout=20)
-    assert (await bot.bot.store.ledger_entry(failed))["amount"] == 0  # refunded: nothing was created
+    assert (await settled(bot, failed))["amount"] == 0  # refunded: nothing was created
     retried = await finished(emu, bot, await command(emu, alice, "viggle character", name="Alice", image=att))
     assert (await settled(bot, retried))["amount"] == 1
     over = await command(emu, alice, "viggle character", name="Again", image=att)

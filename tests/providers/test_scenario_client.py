@@ -252,6 +252,27 @@ async def test_wrong_credentials_fail_the_check(sandbox):
         await prov.net.close()
 
 
+async def test_one_list_request_tells_the_status_of_many_jobs(provider, sandbox, cdn, tmp_path):
+    job = await uploaded(provider, cdn, tmp_path)
+    jobs = []
+    for n in range(4):  # one after the other: Scenario runs only so many at once
+        if n == 3:
+            sandbox.fail_next_job("No separable objects found", "Name the objects to separate.")
+        remote_id, _ = await provider.submit(job)
+        jobs.append(job.evolve(id="jobfail" if n == 3 else f"jobt{n + 2}", remote_id=remote_id,
+                               state=JobState.SUBMITTED))
+        await until_terminal(provider, jobs[-1])
+    unknown = job.evolve(id="jobgone", remote_id="job_not_there", state=JobState.SUBMITTED)
+    before = len(sandbox.requests_to(r"/v1/jobs"))
+    statuses = await provider.poll_many([*jobs, unknown])
+    assert len(sandbox.requests_to(r"/v1/jobs")) - before == 1  # four jobs, one request
+    assert set(statuses) == {j.id for j in jobs}  # the unknown one is left to a single poll
+    assert all(statuses[j.id].phase is RemotePhase.SUCCEEDED for j in jobs[:3])
+    assert statuses[jobs[0].id].data == (await provider.poll(jobs[0])).data
+    failed = statuses["jobfail"]
+    assert failed.phase is RemotePhase.FAILED and failed.hint == "Name the objects to separate."
+
+
 async def test_the_upload_asks_scenario_for_a_quote_by_dry_run_and_pays_nothing(provider, sandbox, cdn, tmp_path):
     job = await uploaded(provider, cdn, tmp_path, max_layers=4)
     [dry] = sandbox.requests_to(r"/generate/custom/", "POST")

@@ -1,0 +1,111 @@
+"""Several runners (workers) on one database: each job is driven by one of them at a time, a
+stalled worker's jobs are taken over once its lease runs out, and its late writes are refused."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.models import Job, JobState
+from bot.net import Net
+from bot.providers.base import ProviderLimits
+from bot.runner import Runner
+from bot.store import open_store
+from tests.bot.test_runner import FakeDelivery, make_job
+from tests.support.echo import EchoProvider, EchoRemote
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def location(request, tmp_path):
+    if request.param == "sqlite":
+        return tmp_path / "bot.db"
+    return (await request.getfixturevalue("postgres_server").fresh_schema_url())[1]
+
+
+def provider_for(remote: EchoRemote) -> EchoProvider:
+    return EchoProvider(remote, Net(), limits=ProviderLimits(poll_min=0.01, poll_max=0.05, max_concurrent=2,
+                                                              max_concurrent_polls=4))
+
+
+async def _until(predicate, seconds: float = 20.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("not reached in time")
+
+
+async def test_two_workers_share_the_jobs_and_deliver_each_once(location, tmp_path):
+    remote = EchoRemote()
+    stores = [await open_store(location) for _ in range(2)]
+    deliveries = [FakeDelivery(), FakeDelivery()]
+    providers = [provider_for(remote), provider_for(remote)]
+    runners = [Runner(s, {"echo": p}, d, spool_dir=tmp_path / f"spool{i}", worker_id=f"w{i}", idle_wait=0.1)
+               for i, (s, p, d) in enumerate(zip(stores, providers, deliveries, strict=True))]
+    jobs = [await stores[0].create_job(make_job(params={"text": f"t{i}"})) for i in range(12)]
+    for r in runners:
+        r.start()
+    try:
+        async def all_done():
+            got = [await stores[0].get_job(j.id) for j in jobs]
+            return all(j.state is JobState.DONE and not j.finish_pending for j in got)
+
+        await _until(all_done)
+    finally:
+        for r in runners:
+            await r.stop()
+        for p in providers:
+            await p.close()
+        for s in stores:
+            await s.close()
+    delivered = deliveries[0].delivered + deliveries[1].delivered
+    assert sorted(delivered) == sorted(j.id for j in jobs)  # every job once, by one worker or the other
+    assert remote.submits == 12  # and paid once
+
+
+async def test_a_stalled_workers_job_is_taken_over_and_its_late_write_refused(location, tmp_path):
+    remote = EchoRemote()
+    stalled_store, healthy_store = await open_store(location), await open_store(location)
+    release = asyncio.Event()
+    stalled_provider, healthy_provider = provider_for(remote), provider_for(remote)
+    first_poll = asyncio.Event()
+
+    async def stuck_poll(job: Job):
+        first_poll.set()
+        await release.wait()  # the worker hangs in the middle of a step (a frozen VM, a long GC)
+        return remote.status(job.remote_id)
+
+    stalled_provider.poll = stuck_poll
+    rj = remote.create("t", "t", 0, 10_000)  # runs on: the job stays in the same state throughout
+    job = await stalled_store.create_job(make_job(state=JobState.RUNNING, remote_id=rj.id))
+    stalled = Runner(stalled_store, {"echo": stalled_provider}, FakeDelivery(), spool_dir=tmp_path / "a",
+                     worker_id="stalled", lease_seconds=0.6, idle_wait=0.1)
+    healthy = Runner(healthy_store, {"echo": healthy_provider}, FakeDelivery(), spool_dir=tmp_path / "b",
+                     worker_id="healthy", lease_seconds=5, idle_wait=0.1)
+    stalled.start()
+    try:
+        await asyncio.wait_for(first_poll.wait(), 10)
+        stalled._loop_task.cancel()  # it stops renewing its lease, as a stalled process would
+        claimed = (await healthy_store.get_job(job.id)).lease_token
+        healthy.start()
+
+        async def polled_twice_by_the_other():
+            return remote.poll_calls.get("t", 0) >= 2
+
+        await _until(polled_twice_by_the_other)  # the lease ran out and the job was taken over
+        await healthy.stop()
+        taken = await healthy_store.get_job(job.id)
+        assert taken.state is JobState.RUNNING and taken.lease_token > claimed
+        release.set()  # the stalled worker wakes up and records its (old) poll
+        await asyncio.sleep(0.5)
+        after = await healthy_store.get_job(job.id)
+        assert after.updated_at == taken.updated_at and after.progress == taken.progress  # its write was refused
+    finally:
+        release.set()
+        await stalled.stop(grace=1)
+        await healthy.stop()
+        await stalled_provider.close()
+        await healthy_provider.close()
+        await stalled_store.close()
+        await healthy_store.close()
