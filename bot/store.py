@@ -560,17 +560,7 @@ class Store:
             sql, params = self.due_sql(len(excluded)), [_ts(now), *excluded, limit]
         else:
             where, params = [_DUE, "next_run_at <= ?"], [_ts(now)]
-            if provider is not None:
-                where.append("provider = ?")
-                params.append(provider)
-            if not_providers is not None:
-                names = list(not_providers)
-                where.append(f"provider NOT IN ({', '.join('?' for _ in names)})")
-                params += names
-            if states is not None:
-                wanted = [str(s) for s in states]
-                where.append(f"state IN ({', '.join('?' for _ in wanted)})")
-                params += wanted
+            self._narrow_to_lane(where, params, provider, states, not_providers)
             if excluded:
                 where.append(f"id NOT IN ({', '.join('?' for _ in excluded)})")
                 params += excluded
@@ -578,14 +568,10 @@ class Store:
             params.append(limit)
         return [_from_row(r) for r in await self._db.execute_fetchall(sql, params)]
 
-    async def claim_due(self, now: datetime, *, worker: str, lease_seconds: float, limit: int,
-                        provider: str | None = None, states: Iterable[JobState] | None = None,
-                        not_providers: Iterable[str] | None = None) -> list[Job]:
-        """Take up to `limit` due jobs of a lane for `worker`, oldest due first: each gets a lease
-        until `now + lease_seconds` and a new fencing token (returned in the job, and required by
-        every write made with it). Jobs leased by anyone whose lease has not run out are skipped;
-        an expired lease is taken over. One statement, so two workers never take the same job."""
-        where, params = [_DUE, "next_run_at <= ?", "(lease_until IS NULL OR lease_until < ?)"], [_ts(now), _ts(now)]
+    @staticmethod
+    def _narrow_to_lane(where: list[str], params: list[Any], provider: str | None,
+                        states: Iterable[JobState] | None, not_providers: Iterable[str] | None) -> None:
+        """Add a runner lane's conditions: one provider's jobs (or none of these providers'), in these states."""
         if provider is not None:
             where.append("provider = ?")
             params.append(provider)
@@ -597,6 +583,16 @@ class Store:
             wanted = [str(s) for s in states]
             where.append(f"state IN ({', '.join('?' for _ in wanted)})")
             params += wanted
+
+    async def claim_due(self, now: datetime, *, worker: str, lease_seconds: float, limit: int,
+                        provider: str | None = None, states: Iterable[JobState] | None = None,
+                        not_providers: Iterable[str] | None = None) -> list[Job]:
+        """Take up to `limit` due jobs of a lane for `worker`, oldest due first: each gets a lease
+        until `now + lease_seconds` and a new fencing token (returned in the job, and required by
+        every write made with it). Jobs leased by anyone whose lease has not run out are skipped;
+        an expired lease is taken over. One statement, so two workers never take the same job."""
+        where, params = [_DUE, "next_run_at <= ?", "(lease_until IS NULL OR lease_until < ?)"], [_ts(now), _ts(now)]
+        self._narrow_to_lane(where, params, provider, states, not_providers)
         pick = f"SELECT id FROM jobs WHERE {' AND '.join(where)} ORDER BY next_run_at LIMIT ?{self._SKIP_LOCKED}"
         sql = (f"UPDATE jobs SET lease_owner = ?, lease_until = ?, lease_token = lease_token + 1 "
                f"WHERE id IN ({pick}) RETURNING *")
