@@ -81,6 +81,8 @@ class _ProviderSection(_Base):
     #: status calls at once (light, and many when many jobs wait): apart from the heavy steps above
     max_concurrent_polls: int = Field(64, ge=1, le=1024)
     deadline_minutes: dict[str, float] = Field(default_factory=dict)
+    #: after a paid call whose answer was lost, wait this long before looking for what it made
+    reconcile_settle_seconds: float = Field(60.0, gt=0)
     #: hosts the bot may fetch from besides base_url (storage, CDN): `host`, `host:port`, `*.suffix`;
     #: a JSON list in the environment. Setting it replaces the documented defaults.
     allowed_hosts: list[str] = Field(default_factory=list)
@@ -173,6 +175,7 @@ class ScenarioSettings(_ProviderSection):
     poll_min_seconds: float = Field(3.0, gt=0)
     poll_max_seconds: float = Field(30.0, gt=0)
     deadline_minutes: dict[str, float] = Field(default_factory=lambda: {"layers": 60})
+    reconcile_settle_seconds: float = Field(90.0, gt=0)
     allowed_hosts: list[str] = Field(default_factory=lambda: [
         "cdn.cloud.scenario.com", "cdn.scenario.com", "*.amazonaws.com"])
 

@@ -412,6 +412,8 @@ class Runner:
                     log.warning("job %s: result files are gone from the spool; fetching them again", job.id)
                     return await self.store.transition(job, JobState.COLLECTING, artifacts=(),
                                                        next_run_at=self.clock())
+                if job.remote_id:  # whoever reads the announcement may use the object at once
+                    await self._chore(job, Chore.SAVED, provider)
                 job = await self.delivery.deliver(job)
                 return await self._end(job, JobState.DONE, provider, detail=None)
         return job

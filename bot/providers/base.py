@@ -95,7 +95,8 @@ class ProviderLimits:
         """From a provider's settings section (minutes there, seconds here)."""
         return cls(poll_min=section.poll_min_seconds, poll_max=section.poll_max_seconds,
                    max_concurrent=section.max_concurrent, max_concurrent_polls=section.max_concurrent_polls,
-                   deadlines={k: v * 60 for k, v in section.deadline_minutes.items()})
+                   deadlines={k: v * 60 for k, v in section.deadline_minutes.items()},
+                   reconcile_settle=section.reconcile_settle_seconds)
 
 
 class Provider(abc.ABC):

@@ -101,6 +101,7 @@ class ScenarioProvider(Provider):
         self.settings = settings
         self.net = net
         self.limits = ProviderLimits.from_settings(settings)
+        self.reconcile_settle_seconds = settings.reconcile_settle_seconds
         key = settings.api_key.get_secret_value() if settings.api_key else ""
         secret = settings.api_secret.get_secret_value() if settings.api_secret else ""
         self.api = ScenarioAPI(net, settings.base_url, key, secret)

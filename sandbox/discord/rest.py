@@ -4,6 +4,7 @@ JSON errors (unknown routes answer a JSON 404 that names the route)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -102,7 +103,7 @@ def make_middleware(emu: DiscordEmulator):
 
 async def _handle(emu: DiscordEmulator, request: web.Request, handler, call: Call) -> web.StreamResponse:
     fault = emu._take_fault(request)
-    if fault is not None:
+    if fault is not None and not fault.passthrough:
         if request.can_read_body:
             await request.read()
         return fault_response(fault)
@@ -112,7 +113,10 @@ async def _handle(emu: DiscordEmulator, request: web.Request, handler, call: Cal
     open_route = request.path.startswith((f"{API}/interactions/", f"{API}/webhooks/"))
     if not open_route and call.auth != "bot":
         raise unauthorized()
-    return await handler(request)
+    response = await handler(request)
+    if fault is not None:  # a passthrough fault: the work is done, only the answer is late (or never read)
+        await asyncio.sleep(fault.delay)
+    return response
 
 
 class BotRoutes:

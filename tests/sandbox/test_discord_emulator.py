@@ -244,6 +244,17 @@ async def test_an_injected_403_surfaces_as_forbidden_and_permissions_are_enforce
     assert emu.message(plain.id).embeds == [] and emu.message(plain.id).dropped_embeds[0]["title"] == "hidden"
 
 
+async def test_a_passthrough_fault_posts_the_message_and_only_answers_late(emu, bot):
+    """What a crash just after sending looks like: Discord has the message, the bot not yet its id."""
+    channel = bot.get_channel(emu.channel_id)
+    emu.faults.add("POST", r"/channels/\d+/messages$", 200, passthrough=True, delay=0.5)
+    sending = asyncio.create_task(channel.send("late answer"))
+    await emu.wait_for(lambda: any(m.content == "late answer" for m in emu.messages()), timeout=2)
+    assert not sending.done()
+    sent = await asyncio.wait_for(sending, 3)
+    assert emu.message(sent.id).content == "late answer"
+
+
 async def test_history_after_lists_oldest_first_through_discord_py(emu, bot):
     emu.rate_limits.set("message_create", limit=10, per=5.0)  # 5/5 s would make discord.py sleep 5 s
     channel = bot.get_channel(emu.channel_id)
