@@ -7,7 +7,6 @@ one result message in its channel and one paid submission at its provider."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -16,20 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.discord import DiscordEmulator
 from sandbox.media import image_bytes, make_video
-from sandbox.scenario import ScenarioSandbox
-from sandbox.vid2scene import Vid2SceneSandbox
-from sandbox.viggle import ViggleSandbox
+from tests.e2e.crash_world import Sandboxes
 from tests.e2e.helpers import job_id_of, result_messages
 
-REPO = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 3
-_OURS = ("DISCORD_", "VIGGLE_", "VID2SCENE_", "SCENARIO_", "DATABASE_", "SPOOL_", "STATUS_", "MAX_", "LOG_",
-         "UPLOAD_", "COOLDOWNS", "WORKER_", "GATEWAY_", "RUNNER_", "JOB_", "SHARD_")
-QUICK = {"STATUS_EDIT_SECONDS": "0.5", "MAX_JOBS_PER_USER": "6", "COOLDOWNS": '{"*": 0}', "LOG_LEVEL": "INFO",
-         "RUNNER_IDLE_SECONDS": "0.3", "JOB_LEASE_SECONDS": str(LEASE_SECONDS)}
-QUICK_PROVIDER = {"POLL_MIN_SECONDS": "0.2", "POLL_MAX_SECONDS": "0.5", "RECONCILE_SETTLE_SECONDS": "1"}
+#: runners look for new jobs often, and a dead worker's leases run out in seconds
+WORKERS = {"RUNNER_IDLE_SECONDS": "0.3", "JOB_LEASE_SECONDS": str(LEASE_SECONDS)}
 
 
 class Proc:
@@ -66,31 +58,13 @@ class Proc:
         return f"--- {self.name}:\n" + "\n".join(text[-lines:])
 
 
-async def _sandboxes():
-    emu = DiscordEmulator(ack_deadline=3.0)
-    await emu.start()
-    # slow enough that a kill lands while jobs are live, quick enough for the whole run to take seconds
-    viggle = ViggleSandbox(credits=100_000, character_seconds=3.0)
-    v2s = Vid2SceneSandbox(queue_seconds=0.2, pickup_seconds=0.05, processing_seconds=0.5, training_seconds=2.5)
-    scenario = ScenarioSandbox(upload_validate_seconds=0.1, queue_seconds=0.1, warmup_seconds=0.1, run_seconds=2.5,
-                               layers_found=2, layer_seconds=0.5, max_parallel_jobs=10)
-    for service in (viggle, v2s, scenario):
-        await service.start()
-    return emu, viggle, v2s, scenario
-
-
-def _env(emu, services, workdir: Path, database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
-    env.update(DISCORD_TOKEN=emu.bot_token, DISCORD_API_URL=f"{emu.base_url}/api/v10",
-               DISCORD_GATEWAY_URL=emu.gateway_url, DISCORD_DEV_GUILD_ID=str(emu.guild_id),
-               DATABASE_URL=database_url, DATABASE_PATH=str(workdir / "bot.db"),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-               PYTHONUNBUFFERED="1", **QUICK, **extra)
-    for service in services:
-        env.update(service.env_lines())
-        for prefix in ("VIGGLE_", "VID2SCENE_", "SCENARIO_"):
-            env.update({prefix + k: v for k, v in QUICK_PROVIDER.items()})
-    return env
+async def _sandboxes() -> Sandboxes:
+    world = await Sandboxes.start()
+    # slow enough that the kill lands while jobs are live, quick enough for a run of seconds
+    world.viggle.character_seconds = 3.0
+    world.v2s.training_seconds = 2.5
+    world.scenario.run_seconds = 2.5
+    return world
 
 
 async def _rows(database_url: str, sql: str, *args):
@@ -119,15 +93,15 @@ async def test_a_worker_process_killed_mid_job_leaves_every_job_delivered_and_pa
     portrait = tmp_path / "me.png"
     portrait.write_bytes(image_bytes(128, 128, label="W"))
     clip = await asyncio.to_thread(make_video, tmp_path / "clip.mp4", seconds=1.0, width=160, height=120, fps=8)
-    emu, viggle, v2s, scenario = await _sandboxes()
-    services = (viggle, v2s, scenario)
-    user = emu.add_user("alice")
+    world = await _sandboxes()
+    emu, viggle, v2s, scenario = world.emu, world.viggle, world.v2s, world.scenario
+    users = [emu.add_user("alice"), emu.add_user("bob")]  # three live jobs each (MAX_JOBS_PER_USER)
     procs: list[Proc] = []
     try:
         def proc(name: str, args: list[str], **extra: str) -> Proc:
             (tmp_path / name).mkdir()
-            p = Proc(name, args, _env(emu, services, tmp_path / name, database_url,
-                                      SPOOL_DIR=str(tmp_path / name / "spool"), **extra), tmp_path)
+            env = world.bot_env(tmp_path / name) | WORKERS | {"DATABASE_URL": database_url} | extra
+            p = Proc(name, args, env, tmp_path)
             procs.append(p)
             return p
 
@@ -140,7 +114,7 @@ async def test_a_worker_process_killed_mid_job_leaves_every_job_delivered_and_pa
         survivor = await proc("survivor", ["worker"], WORKER_ID="survivor").start()
 
         commands = []
-        for n in range(2):
+        for n in range(2):  # user n: one job per provider
             commands += [("character", f"hero{n}", "viggle character",
                           {"name": f"hero{n}", "image": emu.attachment(portrait, "me.png", "image/png")}),
                          ("splat", f"room{n}", "splat create",
@@ -149,8 +123,8 @@ async def test_a_worker_process_killed_mid_job_leaves_every_job_delivered_and_pa
                           {"video": emu.attachment(clip, "clip.mp4", "video/mp4"), "instruction": f"split{n}",
                            "max_layers": 2})]
         jobs = []  # (kind, tag, job id)
-        for kind, tag, command, options in commands:
-            ix = await emu.slash(command, user=user, options=options)
+        for i, (kind, tag, command, options) in enumerate(commands):
+            ix = await emu.slash(command, user=users[i // 3], options=options)
             jobs.append((kind, tag, job_id_of((await ix.wait_reply(timeout=15)).content)))
 
         # SIGKILL the doomed worker while it holds a live lease on an unfinished job
@@ -203,7 +177,4 @@ async def test_a_worker_process_killed_mid_job_leaves_every_job_delivered_and_pa
     finally:
         for p in procs:
             await p.stop()
-        for service in (scenario, v2s, viggle):
-            with contextlib.suppress(Exception):
-                await service.stop()
-        await emu.stop()
+        await world.stop()
