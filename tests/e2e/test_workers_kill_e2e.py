@@ -127,13 +127,17 @@ async def test_a_worker_process_killed_mid_job_leaves_every_job_delivered_and_pa
             ix = await emu.slash(command, user=users[i // 3], options=options)
             jobs.append((kind, tag, job_id_of((await ix.wait_reply(timeout=15)).content)))
 
-        # SIGKILL the doomed worker while it holds a live lease on an unfinished job
+        # SIGKILL the doomed worker while it holds a live lease on an unfinished job, after the
+        # provider was paid if it can be caught there (collecting or delivering the results)
         live = "SELECT id, state FROM jobs WHERE lease_owner = $1 AND lease_until > $2 AND state NOT IN " \
                "('done', 'failed', 'cancelled')"
         held: list[dict] = []
-        for _ in range(300):
+        loop = asyncio.get_running_loop()
+        prefer_until = loop.time() + 10
+        for _ in range(400):
             held = await _rows(database_url, live, "doomed", time.time())
-            if held or not doomed.alive:
+            paid = any(r["state"] not in ("accepted", "uploading") for r in held)
+            if (held and (paid or loop.time() > prefer_until)) or not doomed.alive:
                 break
             await asyncio.sleep(0.05)
         assert held and doomed.alive, doomed.tail()
@@ -142,7 +146,6 @@ async def test_a_worker_process_killed_mid_job_leaves_every_job_delivered_and_pa
 
         ids = [job_id for _, _, job_id in jobs]
         final = "SELECT id, state FROM jobs WHERE id = ANY($1::text[])"
-        loop = asyncio.get_running_loop()
         end = loop.time() + 45
         rows: list[dict] = []
         while loop.time() < end:
@@ -173,7 +176,8 @@ async def test_a_worker_process_killed_mid_job_leaves_every_job_delivered_and_pa
         assert await health(doomed, "worker", "--max-age", "2.5") == 1  # killed seconds ago
         assert await health(gateway) == 0  # GATEWAY_RUNS_JOBS=false: the gateway's heartbeat only
         assert await health(gateway, GATEWAY_RUNS_JOBS="true") == 1  # it has no runner to beat
-        print(f"\nworkers kill test: {len(ids)} jobs, {len(held)} taken over, {time.monotonic() - started:.1f} s")
+        print(f"\nworkers kill test: {len(ids)} jobs, taken over in states {sorted(r['state'] for r in held)}, "
+              f"{time.monotonic() - started:.1f} s")
     finally:
         for p in procs:
             await p.stop()
