@@ -58,16 +58,16 @@ def _start_failure(exc: BaseException, settings: Settings) -> Problem | None:
 
 
 # -- run ------------------------------------------------------------------------------------------
-async def _run(settings: Settings) -> int:
-    from bot.app import gateway_bot
-
+async def _serve(settings: Settings, make_bot, serve) -> int:
+    """Preflight, then `serve(bot)` until a signal; a start failure (a token revoked or a network
+    lost since the preflight) is said as an operator problem, like the preflight's own."""
     problems = await preflight(settings)
     if problems:
         return _refuse(problems)
-    bot = gateway_bot(settings)
+    bot = make_bot()
     try:
-        await bot.start(settings.discord_token.get_secret_value())
-    except Exception as exc:  # a token revoked or a network lost since the preflight
+        await serve(bot)
+    except Exception as exc:
         problem = _start_failure(exc, settings)
         if problem is None:
             raise
@@ -75,6 +75,13 @@ async def _run(settings: Settings) -> int:
     finally:
         await bot.close()
     return OK
+
+
+async def _run(settings: Settings) -> int:
+    from bot.app import gateway_bot
+
+    return await _serve(settings, lambda: gateway_bot(settings),
+                        lambda bot: bot.start(settings.discord_token.get_secret_value()))
 
 
 def cmd_run(_args: Namespace) -> int:
@@ -95,21 +102,11 @@ async def _work(settings: Settings) -> int:
 
     from bot.app import VideoBot
 
-    problems = await preflight(settings)
-    if problems:
-        return _refuse(problems)
-    bot = VideoBot(settings, extensions=(), start_runner=True)
-    try:
+    async def serve(bot: VideoBot) -> None:
         await bot.login(settings.discord_token.get_secret_value())  # REST only; setup_hook starts the runner
         await asyncio.Event().wait()  # until SIGTERM or Ctrl-C
-    except Exception as exc:
-        problem = _start_failure(exc, settings)
-        if problem is None:
-            raise
-        return _refuse([problem])
-    finally:
-        await bot.close()
-    return OK
+
+    return await _serve(settings, lambda: VideoBot(settings, extensions=(), start_runner=True), serve)
 
 
 def cmd_worker(_args: Namespace) -> int:
