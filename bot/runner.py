@@ -574,6 +574,8 @@ class Runner:
         if job.remote_id:
             try:
                 refused = await provider.cancel(job)
+            except (Transient, RateLimited):
+                raise  # the provider is down or busy, not saying no: the cancel stays asked, and is retried
             except ProviderError as exc:
                 refused = str(exc)
         if refused is not None:

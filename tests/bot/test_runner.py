@@ -329,6 +329,32 @@ async def test_a_refused_cancel_keeps_the_job_running_and_says_so_once(store, tm
     await provider.close()
 
 
+async def test_a_cancel_that_meets_an_outage_is_asked_again_not_taken_as_refused(store, tmp_path):
+    remote = EchoRemote()
+    provider = EchoProvider(remote, Net(), limits=ProviderLimits(poll_min=0.01, poll_max=0.02))
+    remote_job = remote.create("t", "stop me", 0, 500)
+    real_cancel, tries = provider.cancel, []
+
+    async def down_once(job):
+        tries.append(job.id)
+        if len(tries) == 1:
+            raise Transient("HTTP 503")
+        return await real_cancel(job)
+
+    provider.cancel = down_once
+    job = await store.create_job(make_job(state=JobState.RUNNING, remote_id=remote_job.id))
+    assert await store.request_cancel(job.id)
+    delivery = FakeDelivery()
+    runner = Runner(store, {"echo": provider}, delivery, spool_dir=tmp_path / "spool", max_attempts=1)
+    await runner._drive(await store.get_job(job.id))
+    waiting = await store.get_job(job.id)
+    assert waiting.state is JobState.RUNNING and waiting.cancel_requested and waiting.cancel_refused_at is None
+    final = await drive_until(runner, store, job.id, lambda j: j.state.is_terminal)
+    assert final.state is JobState.CANCELLED and remote_job.cancelled and len(tries) == 2
+    assert delivery.refusals == []  # nobody was told the provider said no
+    await provider.close()
+
+
 async def test_finishing_chores_that_fail_are_owed_and_redone_later(store, tmp_path):
     artifact_path = tmp_path / "spool" / "x" / "result.txt"
     artifact_path.parent.mkdir(parents=True)
