@@ -30,7 +30,6 @@ from sandbox.media import image_bytes, make_video
 from sandbox.scenario import ScenarioSandbox
 from sandbox.vid2scene import Vid2SceneSandbox
 from sandbox.viggle import ViggleSandbox
-from tests.support.file_host import FileHost
 from tests.support.policy import sandbox_net
 
 _ids = itertools.count(1)
@@ -66,15 +65,6 @@ async def scenario(tmp_path):
     await sb.start()
     yield sb
     await sb.stop()
-
-
-@pytest.fixture
-async def discord_cdn(tmp_path):
-    folder = tmp_path / "discord"
-    folder.mkdir()
-    server = await FileHost(folder).start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

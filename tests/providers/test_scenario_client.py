@@ -20,7 +20,6 @@ from bot.providers.scenario_layers import download_key, layer_filename
 from bot.providers.scenario_upload import MIB, S3_MAX_PARTS, S3_MIN_PART, plan_parts
 from sandbox.media import image_bytes, make_video
 from sandbox.scenario import ScenarioSandbox
-from tests.support.file_host import FileHost
 from tests.support.policy import sandbox_net
 
 # -- pure parts ------------------------------------------------------------------------------------
@@ -66,12 +65,8 @@ async def sandbox(tmp_path):
 
 
 @pytest.fixture
-async def cdn(tmp_path):
-    folder = tmp_path / "discord"
-    folder.mkdir()
-    server = await FileHost(folder).start()
-    yield server
-    await server.stop()
+def cdn(discord_cdn):
+    return discord_cdn
 
 
 @pytest.fixture

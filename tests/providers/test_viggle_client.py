@@ -16,7 +16,6 @@ from bot.providers.viggle_inputs import viggle_can_fetch
 from bot.providers.viggle_wire import error_for, object_status, parse_error, render_status, unwrap
 from sandbox.media import image_bytes, make_video
 from sandbox.viggle import ViggleSandbox
-from tests.support.file_host import FileHost
 from tests.support.policy import sandbox_net
 
 GROUP_DANCE = "1c9e7a52-3f6b-4d8a-b2e1-0f9d8c7b6a54"
@@ -99,13 +98,9 @@ async def viggle():
 
 
 @pytest.fixture
-async def files(tmp_path):
-    root = tmp_path / "cdn"
-    root.mkdir()
-    server = await FileHost(root).start()
-    make_video(root / "dance.mp4", seconds=1.0, width=96, height=64, fps=8)
-    yield server
-    await server.stop()
+def files(discord_cdn):
+    make_video(discord_cdn.folder / "dance.mp4", seconds=1.0, width=96, height=64, fps=8)
+    return discord_cdn
 
 
 @pytest.fixture
