@@ -153,9 +153,10 @@ def plan_poll_with_eta(bounds: PollBounds, clock: PollClock, *, phase: RemotePha
                 if remaining is not None and progress - p0 >= TRUSTED_PROGRESS and _steady(clock, progress, now):
                     share = 0.8
             clock.last = (progress, now)
-        if by_history is not None and (remaining is None or (share < 0.8 and 0 < by_history < remaining)):
-            # no progress, or progress reported in steps that lag: recent jobs know better (their
-            # early side already leans early, so most of the way there is aimed at)
+        if by_history is not None and remaining is None:
+            # no progress: recent jobs of the kind know best (their early side already leans
+            # early, so most of the way there is aimed at). Reported progress, even in lagging
+            # steps, knows this job better than they do.
             remaining, share = by_history, 0.8
         if remaining is None:
             delay = (now - clock.running_since) / 10
