@@ -11,9 +11,9 @@ import pytest
 
 from sandbox.discord.gateway import shard_of
 from sandbox.media import image_bytes
+from tests.e2e.bot_process import Proc
 from tests.e2e.crash_world import Sandboxes
 from tests.e2e.helpers import job_id_of, result_messages
-from tests.e2e.test_workers_kill_e2e import Proc
 
 
 @pytest.mark.timeout(90)
