@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bot.checkpoints import made_once, recall, remember
 from bot.media.probe import MediaError, check_video, probe_video_async, sniff
 from bot.models import Artifact, Job, JobState, RemoteStatus, SavedObject
 from bot.net import Net, TooLarge
@@ -238,7 +239,8 @@ class Vid2SceneProvider(Provider):
         spz = None
         if data.get("has_spz", True):
             spz = job_path(workdir, f"{name}.spz")
-            await self.api.fetch(remote, "spz", spz)
+            if not spz.exists():  # a collect killed after the download does not fetch it again
+                await self.api.fetch(remote, "spz", spz)
             artifacts += await self._fit_spz(spz, name, workdir)
         # our own turntable of the finished scene is the preview; vid2scene's is a training snapshot
         preview = await self._turntable(spz, name, workdir) if spz else None
@@ -261,25 +263,30 @@ class Vid2SceneProvider(Provider):
             from bot.media.splat import fit_spz_async
         except ImportError:
             return [full]
-        small = job_path(workdir, f"{name}-reduced-for-discord.spz")
-        try:
-            info = await fit_spz_async(spz, small, self.upload_limit)
-        except Exception:  # noqa: BLE001 - the full SPZ still gets its Download button
-            return [full]
-        if not small.exists() or small.stat().st_size > self.upload_limit:
-            return [full]
         from bot.media.spz_fit import describe_fit
 
-        reduced = Artifact(small, small.name, f"a lighter SPZ that fits Discord: {describe_fit(info)}")
+        small = job_path(workdir, f"{name}-reduced-for-discord.spz")
+
+        async def fit(tmp: Path) -> None:
+            remember(small, {"fit": describe_fit(await fit_spz_async(spz, tmp, self.upload_limit))})
+
+        try:
+            await made_once(small, fit)  # once per job, like the other collect steps
+        except Exception:  # noqa: BLE001 - the full SPZ still gets its Download button
+            return [full]
+        fitted = (recall(small) or {}).get("fit")
+        if not fitted or not small.exists() or small.stat().st_size > self.upload_limit:
+            return [full]
+        reduced = Artifact(small, small.name, f"a lighter SPZ that fits Discord: {fitted}")
         return [reduced, full]
 
     async def _turntable(self, scene: Path, name: str, workdir: Path) -> Artifact | None:
         """A turning view of the scene rendered here (animated WebP, plays inline in Discord)."""
         from bot.media.turntable import TURNTABLE_SUFFIX, make_turntable_async
 
-        dest = workdir / f"{name}{TURNTABLE_SUFFIX}"
+        dest = job_path(workdir, f"{name}{TURNTABLE_SUFFIX}")
         try:
-            await make_turntable_async(scene, dest)
+            await made_once(dest, lambda tmp: make_turntable_async(scene, tmp))  # seconds of CPU: once
         except Exception:  # noqa: BLE001 - vid2scene's own preview image is the fallback
             log.warning("could not render a turntable preview", exc_info=True)
             return None
@@ -303,6 +310,8 @@ class Vid2SceneProvider(Provider):
         delivery offers its Download button (the 250 MB file is never fetched just to be dropped)."""
         fetch_limit = max(self.upload_limit, DISCORD_MAX_UPLOAD)
         description = "the full-quality scene (PLY)"
+        if dest.exists():  # fetched by a collect that was killed later on
+            return Artifact(dest, dest.name, description, optional=True, download_key="ply")
         try:
             link = await self.api.signed_link(remote, "ply")
         except NotFound:

@@ -289,6 +289,20 @@ async def test_an_spz_over_the_upload_limit_gets_a_reduced_copy_and_keeps_its_bu
         (kept.count == source.count and f"all {kept.count:,} splats" in reduced.description)
     assert f"SH degree {kept.sh_degree}" in reduced.description
 
+    # killed during a later step of the collect: what was made is kept, nothing is fetched or
+    # rendered twice, and a half-written file is not taken as done
+    turntable = next(f for f in files if f.filename.endswith(".webp"))
+    made = {f.filename: f.path.stat().st_mtime_ns for f in files}
+    (turntable.path.parent / f".making-{turntable.filename}").write_bytes(b"half a picture")
+    asked = len(sandbox.requests)
+    again = await provider.collect(job, final, tmp_path / "out")
+    assert [(f.filename, f.description) for f in again] == [(f.filename, f.description) for f in files]
+    assert {f.filename: f.path.stat().st_mtime_ns for f in again} == made
+    assert not [r.path for r in sandbox.requests[asked:] if "spz" in r.path]  # the scene was not fetched again
+    turntable.path.unlink()  # killed before the turntable was complete: it is made (whole) again
+    third = await provider.collect(job, final, tmp_path / "out")
+    assert next(f for f in third if f.filename == turntable.filename).path.read_bytes()[:4] == b"RIFF"
+
 
 async def test_an_expired_redirect_target_is_asked_for_again_and_errors_read_every_shape(provider, sandbox, cdn,
                                                                                        tmp_path):
