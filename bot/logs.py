@@ -40,9 +40,39 @@ class DropVoiceNotices(logging.Filter):
         return "voice will NOT be supported" not in record.getMessage()
 
 
+class BriefReconnects(logging.Filter):
+    """discord.py logs each lost gateway connection with a full traceback (at ERROR), although it
+    reconnects by itself: an operator sees a crash where there is none. A network failure is told
+    in one line, as a warning; any other exception keeps its traceback (that one is a bug)."""
+
+    NOTICES = ("Attempting a reconnect", "Failed to connect for shard_id")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("discord.") or not record.exc_info or record.exc_info[1] is None:
+            return True
+        exc = record.exc_info[1]
+        if not str(record.msg).startswith(self.NOTICES) or not _network_failure(exc):
+            return True
+        said = " ".join(str(exc).split())[:200]
+        record.msg, record.args = f"{record.getMessage()} (connection lost: {type(exc).__name__}"\
+                                  f"{': ' + said if said else ''})", None
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _network_failure(exc: BaseException) -> bool:
+    import aiohttp
+    import discord
+
+    return isinstance(exc, OSError | TimeoutError | aiohttp.ClientError | discord.ConnectionClosed
+                      | discord.GatewayNotFound)
+
+
 def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(DropVoiceNotices())
+    handler.addFilter(BriefReconnects())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()

@@ -148,3 +148,30 @@ def test_shards_split_across_processes(monkeypatch):
     assert (s.shard_count, s.shard_ids) == (4, [2, 3])
     monkeypatch.delenv("SHARD_IDS")
     assert load_settings().shard_ids is None  # every shard in this one process
+
+
+def test_a_lost_gateway_connection_is_one_warning_line_and_a_bug_keeps_its_traceback(capsys):
+    """discord.py logs each reconnect with a traceback at ERROR; the operator gets one line."""
+    from bot.logs import secret_values, setup_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("INFO", secret_values(Settings(discord_token="MTIz.tok.en")))
+        discord_log = logging.getLogger("discord.client")
+        try:
+            raise ConnectionResetError(104, "Connection reset by peer (token MTIz.tok.en)")
+        except ConnectionResetError:
+            discord_log.exception("Attempting a reconnect in %.2fs", 4.25)
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "WARNING" in lines[0] and "Attempting a reconnect in 4.25s" in lines[0]
+        assert "connection lost: ConnectionResetError" in lines[0] and "MTIz.tok.en" not in lines[0]
+        try:
+            raise KeyError("guild")  # not the network: a bug, told in full
+        except KeyError:
+            discord_log.exception("Attempting a reconnect in %.2fs", 1.0)
+        err = capsys.readouterr().err
+        assert "ERROR" in err and "Traceback" in err and "KeyError" in err
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
