@@ -7,7 +7,8 @@ Each provider's jobs are drawn from what its contract says it reports:
   with `percent_complete` updated at each training preview (step-wise), then a short export tail;
 - Scenario: queued, then `progress` 0..1 (linear, reported in 2% steps).
 
-Durations are log-normal around a median (spread `--spread`, default 0.25). The adaptive policy is
+Durations are log-normal around a median (spread `--spread`, default 0.25); the medians are our
+guesses from the sandboxes' shapes (no provider publishes them), the shapes are the contracts'. The adaptive policy is
 the bot's own (`bot.polling.plan_poll`, the code the runner calls), fed the same observations the
 runner has: phase, reported progress, queue position, time since it first saw the job running, and
 the typical duration of that kind learned from the previous jobs (as observed, lateness included).
