@@ -13,7 +13,7 @@ import logging
 import asyncpg
 import pytest
 
-from bot.models import JobState
+from bot.models import JobState, utcnow
 from bot.net import Net
 from bot.providers.base import ProviderLimits
 from bot.runner import Runner
@@ -184,14 +184,16 @@ async def test_only_committed_changes_that_make_a_job_claimable_are_announced(pg
             await store.create_job(make_job(provider="other"), max_per_user=1)
         await store.update(job, next_run_at=job.next_run_at.replace(year=2100))  # later, not sooner
         await store.request_cancel(job.id)
+        [taken] = await store.claim_due(utcnow(), worker="w", lease_seconds=60, limit=1)
+        await store.release_leases("w", [taken.id])  # given back while due: claimable again
 
-        async def both_heard():
+        async def all_heard():
             await ear.execute("SELECT 1")  # a round trip: what was sent before it has arrived
-            return len(heard) >= 2
+            return len(heard) >= 3
 
-        await _until(both_heard, what="hearing the creation and the cancel")
-        await both_heard()
-        assert heard == ["echo", "echo"]  # the creation and the cancel, naming only the provider
+        await _until(all_heard, what="hearing the creation, the cancel and the release")
+        await all_heard()
+        assert heard == ["echo", "echo", "echo"]  # naming only the provider, never the user's words
     finally:
         await ear.close()
         await store.close()
