@@ -208,6 +208,9 @@ class Runner:
                 jobs = await claim(limit=free, provider=name, states=_POLL_STATES if kind == POLL else _WORK_STATES)
             jobs = [job for job in jobs if job.id not in self._inflight]  # still ending a step elsewhere
             batch = self._batchable(jobs, lane, now)
+            if batch:
+                jobs += await self._claim_riders(lane, free - len(jobs), now, jobs)
+                batch = self._batchable(jobs, lane, now)
             if len(batch) > 1:  # one list request answers them all
                 self._spawn(batch, lane, self._drive_batch(batch, lane), f"jobs-{len(batch)}-{batch[0].id}")
                 jobs = [job for job in jobs if job not in batch]
@@ -247,7 +250,24 @@ class Runner:
         if lane[1] != POLL or provider is None or not provider.batch_status or self._not_before.get(lane[0], now) > now:
             return []
         return [j for j in jobs if j.remote_id and not j.cancel_requested and not j.attempts and not j.last_error
-                and (j.deadline_at is None or now <= j.deadline_at)]
+                and (j.deadline_at is None or now <= j.deadline_at) and provider.can_batch(j)]
+
+    async def _claim_riders(self, lane: Lane, free: int, now: datetime, claimed: list[Job]) -> list[Job]:
+        """Jobs of a batched poll's provider due within its `batch_ahead_seconds`: the list request
+        answers them too. Those it cannot answer are given back at once, to be polled when due."""
+        provider = self.providers[lane[0]]
+        if free <= 0 or provider.batch_ahead_seconds <= 0:
+            return []
+        worker = self.worker_id or "local"
+        taken = {job.id for job in claimed}
+        early = await self.store.claim_due(now, worker=worker, lease_seconds=self.lease_seconds, limit=free,
+                                           provider=lane[0], states=_POLL_STATES,
+                                           due_by=now + timedelta(seconds=provider.batch_ahead_seconds))
+        early = [job for job in early if job.id not in taken and job.id not in self._inflight]
+        riders = self._batchable(early, lane, now)
+        if back := [job.id for job in early if job not in riders]:
+            await self.store.release_leases(worker, back)
+        return riders
 
     async def _drive_batch(self, jobs: list[Job], lane: Lane) -> None:
         """Ask for several jobs' status at once, then take each job's step with its answer; a job

@@ -601,12 +601,14 @@ class Store:
 
     async def claim_due(self, now: datetime, *, worker: str, lease_seconds: float, limit: int,
                         provider: str | None = None, states: Iterable[JobState] | None = None,
-                        not_providers: Iterable[str] | None = None) -> list[Job]:
+                        not_providers: Iterable[str] | None = None, due_by: datetime | None = None) -> list[Job]:
         """Take up to `limit` due jobs of a lane for `worker`, oldest due first: each gets a lease
         until `now + lease_seconds` and a new fencing token (returned in the job, and required by
         every write made with it). Jobs leased by anyone whose lease has not run out are skipped;
-        an expired lease is taken over. One statement, so two workers never take the same job."""
-        where, params = [_DUE, "next_run_at <= ?", "(lease_until IS NULL OR lease_until < ?)"], [_ts(now), _ts(now)]
+        an expired lease is taken over. One statement, so two workers never take the same job.
+        `due_by` (later than `now`) also takes jobs due soon, to ride along in a batched poll."""
+        where = [_DUE, "next_run_at <= ?", "(lease_until IS NULL OR lease_until < ?)"]
+        params = [_ts(due_by or now), _ts(now)]
         self._narrow_to_lane(where, params, provider, states, not_providers)
         pick = f"SELECT id FROM jobs WHERE {' AND '.join(where)} ORDER BY next_run_at LIMIT ?{self._SKIP_LOCKED}"
         sql = (f"UPDATE jobs SET lease_owner = ?, lease_until = ?, lease_token = lease_token + 1 "

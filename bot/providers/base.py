@@ -142,6 +142,13 @@ class Provider(abc.ABC):
 
     #: whether `poll_many` can answer several jobs in one request (a job list that tells status)
     batch_status: ClassVar[bool] = False
+    #: a batched poll also takes the jobs due within this many seconds: the list answers them
+    #: anyway, so each rides along instead of costing a request of its own moments later
+    batch_ahead_seconds: ClassVar[float] = 10.0
+
+    def can_batch(self, job: Job) -> bool:
+        """Whether `poll_many` can answer this job (a provider may list only some kinds)."""
+        return self.batch_status
 
     async def poll_many(self, jobs: Sequence[Job]) -> dict[str, RemoteStatus]:
         """How several remote jobs are doing, in as few requests as the provider allows, keyed by

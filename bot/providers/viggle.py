@@ -9,7 +9,10 @@ transparent render), or the CDN link when it is too large. Paid POSTs are sent o
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,7 +34,14 @@ from bot.providers.base import (
     job_marker,
     marked_name,
 )
-from bot.providers.viggle_api import RENDER_CHECK, ViggleApi, find_by_marker
+from bot.providers.viggle_api import (
+    RENDER_CHECK,
+    ListIncomplete,
+    ViggleApi,
+    find_by_marker,
+    item_id,
+    newest_items,
+)
 from bot.providers.viggle_inputs import plan_input, spool
 from bot.providers.viggle_wire import (
     ObjectInfo,
@@ -185,6 +195,37 @@ class ViggleProvider(Provider):
         if job.kind in ("scene", "template"):
             return object_status(await self.api.get_scene(job.remote_id), "scene")
         return render_status(await self.api.render_status(job.remote_id))
+
+    batch_status = True
+    #: pages of a character or scene list one status scan may read before leaving the rest to `poll`
+    batch_max_pages = 3
+
+    def can_batch(self, job: Job) -> bool:
+        """Characters and scenes can be listed (status included); renders cannot."""
+        return job.kind in OBJECT_KINDS
+
+    async def poll_many(self, jobs: Sequence[Job]) -> dict[str, RemoteStatus]:
+        """One scan of the character list and one of the scene list, newest first, back to the
+        oldest of these jobs, answer them all. A listed object without a status, a scan cut short
+        (a busy account) or a list that fails leaves its jobs to `poll`."""
+        answers: dict[str, RemoteStatus] = {}
+        for what, key, lister, kinds in (("character", "characters", self.api.list_characters, ("character",)),
+                                         ("scene", "scenes", self.api.list_scenes, ("scene", "template"))):
+            wanted = {j.remote_id: j for j in jobs if j.kind in kinds and j.remote_id}
+            if not wanted:
+                continue
+            since = min(j.created_at for j in wanted.values()) - timedelta(minutes=5)
+            try:
+                async with contextlib.aclosing(newest_items(lister, key, since, max_pages=self.batch_max_pages)) as items:
+                    async for item in items:
+                        job = wanted.pop(item_id(item, key), None)
+                        if job is not None and item.get("status"):
+                            answers[job.id] = object_status(item, what)
+                        if not wanted:
+                            break
+            except (ListIncomplete, Transient, NotFound) as exc:
+                log.info("Viggle: the %s list did not answer every job (%s); polling those one by one", what, exc)
+        return answers
 
     async def collect(self, job: Job, status: RemoteStatus, workdir: Path) -> list[Artifact]:
         data = status.data or {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -132,38 +133,57 @@ class ViggleApi:
         return await self._get("/api/credits")
 
 
+class ListIncomplete(Exception):
+    """A list could not be read back to the wanted time (a page of the wrong shape, or the page
+    budget spent)."""
+
+
+async def newest_items(lister, key: str, since: datetime, *, page: int = 100,
+                       max_pages: int = 1000) -> AsyncIterator[dict[str, Any]]:
+    """The objects of a list endpoint (newest first) created after `since`, page by page.
+    Reading stops at the end of the list or at a page of older objects; a list that could not be
+    read to there ends with ListIncomplete. Transient and NotFound pass through."""
+    offset = 0
+    for _ in range(max_pages):
+        body = await lister(limit=page, offset=offset)
+        items = body.get(key) if isinstance(body, dict) else body
+        if not isinstance(items, list):
+            raise ListIncomplete(key)
+        older = 0
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            created = _parse_time(item.get("created_at"))
+            if created is not None and created < since:
+                older += 1
+                continue
+            yield item
+        total = body.get("total") if isinstance(body, dict) else None
+        offset += len(items)
+        if not items or len(items) < page or (isinstance(total, int) and offset >= total) \
+                or (items and older == len(items)):
+            return
+    raise ListIncomplete(key)
+
+
+def item_id(item: dict[str, Any], key: str) -> str:
+    """A listed object's id (`id`, or `character_id` / `scene_id` as create answers name it)."""
+    return str(item.get("id") or item.get(f"{key[:-1]}_id"))
+
+
 async def find_by_marker(lister, key: str, job: Job, *, page: int = 100, max_pages: int = 1000,
                          skew: timedelta = timedelta(minutes=5)) -> str | None:
     """Page through a list endpoint (newest first) for the object this job made: its name in
-    our exact full form (`has_exact_marker`), created after the job was. Reading stops at the
-    end of the list or at objects older than the job. None only when that scan completed; a
-    list that could not be read to there is "unknown" (ReconcileUnknown)."""
-    since = job.created_at - skew
-    offset = 0
+    our exact full form (`has_exact_marker`), created after the job was. None only when the scan
+    reached objects older than the job or the end of the list; a list that could not be read to
+    there is "unknown" (ReconcileUnknown)."""
     try:
-        for _ in range(max_pages):
-            body = await lister(limit=page, offset=offset)
-            items = body.get(key) if isinstance(body, dict) else body
-            if not isinstance(items, list):
-                raise ReconcileUnknown(_UNSURE, retry_after=60)
-            older = 0
-            for item in items:
-                if not isinstance(item, dict):
-                    continue
-                created = _parse_time(item.get("created_at"))
-                if created is not None and created < since:
-                    older += 1
-                    continue
-                if has_exact_marker(str(item.get("name", "")), job):
-                    return str(item.get("id") or item.get(f"{key[:-1]}_id"))
-            total = body.get("total") if isinstance(body, dict) else None
-            offset += len(items)
-            if not items or len(items) < page or (isinstance(total, int) and offset >= total) \
-                    or (items and older == len(items)):
-                return None
-    except (Transient, NotFound) as exc:
+        async for item in newest_items(lister, key, job.created_at - skew, page=page, max_pages=max_pages):
+            if has_exact_marker(str(item.get("name", "")), job):
+                return item_id(item, key)
+        return None
+    except (ListIncomplete, Transient, NotFound) as exc:
         raise ReconcileUnknown(_UNSURE, retry_after=60) from exc
-    raise ReconcileUnknown(_UNSURE, retry_after=60)
 
 
 def _parse_time(text: Any) -> datetime | None:

@@ -92,21 +92,26 @@ def test_checkpoints_that_jump_are_not_trusted_as_a_steady_pace():
 
 
 def test_without_progress_recent_durations_of_the_kind_set_the_pace():
-    from bot.polling import DurationHistory, PollClock
+    from bot.polling import FINAL_STEP, DurationHistory, PollClock
     history = DurationHistory()
     assert history.typical() is None  # too few to go by
     for seconds in (100, 110, 120, 130, 140):
         history.add(seconds)
     typical = history.typical()
     assert 100 <= typical < 120  # the early side, so most jobs are seen promptly
-    bounds = PollBounds(3.0, 60.0)
+    bounds = PollBounds(3.0, 120.0)
     delays = _run(bounds, PollClock(), [(0, RemotePhase.RUNNING, None), (50, RemotePhase.RUNNING, None),
                                         (typical + 5, RemotePhase.RUNNING, None),
                                         (typical + 200, RemotePhase.RUNNING, None)], typical=typical)
-    assert delays[0] == pytest.approx(typical / 2)
-    assert delays[1] == pytest.approx((typical - 50) / 2)
-    assert delays[2] == pytest.approx(bounds.minimum + 0.5)  # just past it: about the minimum
-    assert delays[3] == pytest.approx(bounds.minimum + 20)  # long overdue: stretched slowly
+    assert delays[0] == pytest.approx(typical * 0.8)  # most of the way to the early side
+    assert delays[1] == pytest.approx((typical - 50) * 0.8)
+    assert delays[2] == pytest.approx(FINAL_STEP + 0.05)  # just past it: the final step
+    assert delays[3] == pytest.approx(FINAL_STEP + 2)  # long overdue: stretched slowly
+    # the final step keeps a finished job's lateness under 5 s, and never undercuts the provider
+    assert FINAL_STEP < 5
+    assert _run(PollBounds(10.0, 120.0), PollClock(), [(0, RemotePhase.RUNNING, None),
+                                                       (typical + 5, RemotePhase.RUNNING, None)],
+                typical=typical)[1] == pytest.approx(10.05)
 
 
 def test_a_poll_clock_survives_a_round_trip_through_json():

@@ -553,11 +553,57 @@ async def test_a_kind_without_progress_is_polled_near_when_recent_jobs_of_it_fin
     await runner._drive(job)
     polled = await store.get_job(job.id)
     wait = (polled.next_run_at - clock.now).total_seconds()
-    assert 45 <= wait <= 60  # half of the way to the early side of 100-120 s
+    assert 75 <= wait <= 96  # most of the way to the early side of 100-120 s
     assert polled.eta is not None  # and the card can say when
     fresh = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool", clock=clock)
     clock.advance(10)
     await fresh._drive(polled)  # a restart keeps the job's clock: the wait shrinks, it does not start over
     again = await store.get_job(job.id)
     assert (again.next_run_at - clock.now).total_seconds() < wait
+    await provider.close()
+
+
+async def test_a_batched_poll_takes_the_jobs_due_soon_along_and_leaves_the_rest(store, tmp_path):
+    """A list request answers every listed job, so a batched poll also takes the jobs due within
+    the provider's `batch_ahead_seconds`: one request instead of one each a moment later. Jobs
+    due later, and jobs the list cannot answer, keep their own time (and no lease)."""
+    from datetime import timedelta
+
+    from bot.models import RemotePhase
+
+    class Listing(EchoProvider):
+        batch_status = True
+        batch_ahead_seconds = 10.0
+
+        def can_batch(self, job: Job) -> bool:
+            return job.kind == "listed"
+
+        async def poll_many(self, jobs):
+            asked.append(sorted(j.params["text"] for j in jobs))
+            return {j.id: RemoteStatus(RemotePhase.RUNNING) for j in jobs}
+
+        async def poll(self, job):
+            single.append(job.params["text"])
+            return RemoteStatus(RemotePhase.RUNNING)
+
+    asked: list[list[str]] = []
+    single: list[str] = []
+    clock = Clock()
+    provider = Listing(EchoRemote(), Net(), limits=ProviderLimits(poll_min=30, poll_max=60))
+    runner = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool", clock=clock)
+    due = {"now": 0, "soon": 5, "later": 60, "render-soon": 5, "now-too": 0}
+    jobs = {}
+    for text, seconds in due.items():
+        jobs[text] = await store.create_job(make_job(
+            state=JobState.SUBMITTED, remote_id=f"r-{text}", kind="unlisted" if text == "render-soon" else "listed",
+            params={"text": text}, next_run_at=clock.now + timedelta(seconds=seconds)))
+    await runner._claim_due()
+    await asyncio.gather(*set(runner._inflight.values()))
+    assert asked == [["now", "now-too", "soon"]] and single == []  # one request for three jobs
+    for text in ("later", "render-soon"):  # untouched: still due when they were
+        assert (await store.get_job(jobs[text].id)).next_run_at == jobs[text].next_run_at
+    other = await store.claim_due(clock.now + timedelta(seconds=5), worker="other", lease_seconds=60, limit=9)
+    assert [j.params["text"] for j in other] == ["render-soon"]  # given back: free to claim when due
+    soon = await store.get_job(jobs["soon"].id)
+    assert soon.next_run_at >= clock.now + timedelta(seconds=30)  # polled, so planned afresh
     await provider.close()

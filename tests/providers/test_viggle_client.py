@@ -350,3 +350,40 @@ def test_mapping_autocomplete_builds_on_what_is_typed():
     second = mapping_suggestions('{"p1": "Ann"}', ["p1", "p2"], chars)
     assert second[0][1] == '{"p1": "Ann"}' and second[1][1] == '{"p1": "Ann", "p2": "Ann"}'
     assert all(len(v) <= 100 for _, v in second)
+
+
+async def test_list_requests_tell_the_status_of_many_characters_and_scenes(provider, viggle, files, tmp_path):
+    """Characters and scenes report no progress, so they are polled most near their end: one
+    character list and one scene list answer all of them; renders (never listed) are left out."""
+    ready = make_job("character", name="ready")
+    ready = await submit(provider, ready.evolve(params={**ready.params, "image": files.attachment(
+        "ready.png", image_bytes(96, 96))}), tmp_path / "c1")
+    await finish(provider, ready)
+    viggle.character_seconds = 30.0  # the next ones are still being prepared when asked
+    pending = [await submit(provider, make_job("character", name=f"p{n}", image=files.attachment(
+        f"p{n}.png", image_bytes(96, 96, hue=n))), tmp_path / f"p{n}") for n in range(2)]
+    scene = await submit(provider, make_job("template", template_id=GROUP_DANCE, name="Group"), tmp_path / "t")
+    await finish(provider, scene)
+    render = make_job("render", scene_id=scene.remote_id, mapping={"person_a1b2c3d4": ready.remote_id})
+    render = render.evolve(remote_id="job_never_listed", state=JobState.SUBMITTED)
+    gone = pending[0].evolve(id="vjgonex", remote_id="char-not-there")
+    jobs = [ready, *pending, scene, render, gone]
+    assert [provider.can_batch(j) for j in jobs] == [True, True, True, True, False, True]
+
+    before = len(viggle.requests)
+    statuses = await provider.poll_many(jobs)
+    asked = [r.path for r in viggle.requests[before:]]
+    assert asked == ["/api/characters", "/api/scenes"]  # six jobs, two requests
+    assert set(statuses) == {ready.id, pending[0].id, pending[1].id, scene.id}  # the rest: one by one
+    assert statuses[ready.id].phase is RemotePhase.SUCCEEDED and statuses[scene.id].phase is RemotePhase.SUCCEEDED
+    assert all(not statuses[j.id].phase.is_terminal for j in pending)
+    for job in (ready, scene, pending[1]):  # the same answer a single poll gives
+        single = await provider.poll(job)
+        assert (statuses[job.id].phase, statuses[job.id].data) == (single.phase, single.data)
+
+    # a list whose items carry no status, or a list that fails, answers nothing: single polls follow
+    viggle.faults.add("GET", r"^/api/characters$", 200, passthrough=True, times=None,
+                      rewrite=lambda body: {**body, "characters": [
+                          {k: v for k, v in c.items() if k != "status"} for c in body["characters"]]})
+    viggle.faults.add("GET", r"^/api/scenes$", 503, {"detail": "busy"}, times=None)
+    assert await provider.poll_many(jobs) == {}
