@@ -249,6 +249,10 @@ class Delivery:
         view = followup_view(job) if job.state is JobState.DONE else job_buttons(job)
         return embed, view, fingerprint(job, embed)
 
+    def status_fingerprint(self, job: Job) -> str:
+        """What the card would show, without building its buttons (most polls change nothing)."""
+        return fingerprint(job, status_embed(job, self.provider_name(job)))
+
     def edit_wait(self, job: Job) -> float:
         """Seconds before the status message may be edited again: at most one edit per
         `edit_interval` per job (Discord allows about 5 edits per 5 s per channel), except the
@@ -268,7 +272,7 @@ class Delivery:
                 self._shown.pop(key, None)
         async with self._card_locks.setdefault(job.id, asyncio.Lock()):
             shown = self._shown.get(job.id)
-            if not force and shown == self.status_payload(job)[2]:
+            if not force and shown == self.status_fingerprint(job):
                 return job.evolve(status_fingerprint=shown)  # recorded in the store when it was shown
             job = await self._sync_status(job, force=force)
             if job.status_fingerprint:

@@ -67,11 +67,13 @@ class PollClock:
     progress0: tuple[float, float] | None = None
     #: the previous progress report, to tell a steady pace from one that moves in steps
     last: tuple[float, float] | None = None
+    #: when the job was last seen queued: it cannot have started running before
+    queued_at: float | None = None
 
     def to_json(self) -> dict:
         return {"submitted_at": self.submitted_at, "running_since": self.running_since,
                 "progress0": list(self.progress0) if self.progress0 else None,
-                "last": list(self.last) if self.last else None}
+                "last": list(self.last) if self.last else None, "queued_at": self.queued_at}
 
     @classmethod
     def from_json(cls, data: dict | None, submitted_at: float) -> PollClock:
@@ -82,7 +84,7 @@ class PollClock:
             return (float(value[0]), float(value[1])) if value else None
 
         return cls(submitted_at=data.get("submitted_at", submitted_at), running_since=data.get("running_since"),
-                   progress0=pair("progress0"), last=pair("last"))
+                   progress0=pair("progress0"), last=pair("last"), queued_at=data.get("queued_at"))
 
 
 @dataclass(slots=True)
@@ -134,6 +136,7 @@ def plan_poll_with_eta(bounds: PollBounds, clock: PollClock, *, phase: RemotePha
     by_history = typical_total - elapsed if typical_total is not None else None
     remaining: float | None = None
     if phase is RemotePhase.QUEUED:
+        clock.queued_at = now
         ahead = max(0, queue_position or 0)
         delay = bounds.minimum * (1 + 0.5 * ahead)
         if by_history is not None:  # a queued job is at least its run away from the end
@@ -152,6 +155,11 @@ def plan_poll_with_eta(bounds: PollBounds, clock: PollClock, *, phase: RemotePha
                 remaining = eta_seconds((progress - p0) / (1 - p0), now - t0)
                 if remaining is not None and progress - p0 >= TRUSTED_PROGRESS and _steady(clock, progress, now):
                     share = 0.8
+            elif clock.last is None:
+                # the first report already shows progress: it was made since the job was last
+                # seen queued at the latest, so the slowest pace it allows gives the latest end;
+                # halfway there, the next report measures the real pace
+                remaining = eta_seconds(progress, now - (clock.queued_at or clock.submitted_at))
             clock.last = (progress, now)
         if by_history is not None and remaining is None:
             # no progress: recent jobs of the kind know best (their early side already leans

@@ -50,21 +50,24 @@ _ATTACHMENT_ID = re.compile(r"/(\d+)/[^/?]+(?:\?|$)")
 
 class DiscordEmulator:
     """One guild with a text channel "general", a bot user and application, and any users the
-    test adds. Start it, `point_discord_py()`, then run the bot with `emu.bot_token`."""
+    test adds; `add_guild()` adds more (the gateway routes each guild's events to the shard
+    that owns it). Start it, `point_discord_py()`, then run the bot with `emu.bot_token`."""
 
     def __init__(self, upload_limit: int = 10 * 1024 * 1024, ack_deadline: float = 3.0, token_ttl: float = 900.0,
                  attachment_url_ttl: float = 24 * 3600, rate_limits: bool = True, storage_dir: str | Path | None = None,
-                 *, old_message_edits_per_hour: int = 5) -> None:
+                 *, old_message_edits_per_hour: int = 5, max_concurrency: int = 1) -> None:
         self.upload_limit = upload_limit
         self.ack_deadline = ack_deadline
         self.token_ttl = token_ttl
         self.old_message_edits_per_hour = old_message_edits_per_hour
+        self.max_concurrency = max_concurrency  # identifies per 5 s that GET /gateway/bot reports
         self.ids = Snowflakes()
         self.application_id = self.ids.next()
         self.bot_user = User(self.application_id, "emubot", bot=True)  # modern apps: bot id == app id
         owner = User(self.ids.next(), "guild-owner")
         self.users: dict[int, User] = {self.bot_user.id: self.bot_user, owner.id: owner}
-        self.guild = Guild(self.ids, self.bot_user, owner)
+        self.guild = Guild(self.ids, self.bot_user, owner)  # the default guild
+        self.guilds: dict[int, Guild] = {self.guild.id: self.guild}
         self.bot_token = self._make_token()
         self.cdn = Cdn(url_ttl=attachment_url_ttl, application_id=self.application_id)
         self.command_registry = CommandRegistry(self)
@@ -169,20 +172,60 @@ class DiscordEmulator:
             self._saved = None
 
     # -- the world -----------------------------------------------------------------------------
-    def add_user(self, name: str, *, manage_guild: bool = False, admin: bool = False) -> int:
+    def add_guild(self, name: str = "Another Guild", *, shard: tuple[int, int] | None = None) -> int:
+        """Another guild the bot is in, with its own roles and a text channel "general" (see
+        `general_channel`); its owner is the default guild's. `shard=(shard_id, num_shards)`
+        picks an id that Discord's rule puts on that shard. Sessions that already identified
+        get its GUILD_CREATE if they own it, as when the bot joins a server."""
+        gid = self.ids.next_on_shard(*shard) if shard is not None else None
+        guild = Guild(self.ids, self.bot_user, self.users[self.guild.owner_id], name, guild_id=gid)
+        self.guilds[guild.id] = guild
+        self.add_channel("general", guild_id=guild.id, announce=False)
+        self._background(self.gateway.dispatch("GUILD_CREATE", wire.guild_obj(self, full=True, guild=guild),
+                                               guild_id=guild.id))
+        return guild.id
+
+    def general_channel(self, guild_id: int | None = None) -> int:
+        """The first text channel of a guild (the default guild's "general" without an id)."""
+        return next(iter(self._guild(guild_id).channels))
+
+    def _guild(self, guild_id: int | None) -> Guild:
+        if guild_id is None:
+            return self.guild
+        guild = self.guilds.get(int(guild_id))
+        if guild is None:
+            raise KeyError(f"no guild {guild_id}; add one with emu.add_guild()")
+        return guild
+
+    def guild_of_channel(self, channel_id: int) -> Guild | None:
+        return next((g for g in self.guilds.values() if channel_id in g.channels), None)
+
+    def add_user(self, name: str, *, manage_guild: bool = False, admin: bool = False,
+                 guild_id: int | None = None) -> int:
+        """A user who is a member of one guild (the default one unless given); `add_member`
+        makes them a member of more."""
         user = User(self.ids.next(), name)
-        if manage_guild:
-            user.role_ids.append(self.guild.managers.id)
-        if admin:
-            user.role_ids.append(self.guild.admins.id)
         self.users[user.id] = user
-        self.guild.members[user.id] = user
+        self.add_member(user.id, guild_id, manage_guild=manage_guild, admin=admin)
         return user.id
 
-    def add_channel(self, name: str) -> int:
-        ch = Channel(self.ids.next(), name, position=len(self.guild.channels))
-        self.guild.channels[ch.id] = ch
-        self._background(self.gateway.dispatch("CHANNEL_CREATE", wire.channel_obj(self.guild, ch)))
+    def add_member(self, user_id: int, guild_id: int | None = None, *, manage_guild: bool = False,
+                   admin: bool = False) -> None:
+        guild = self._guild(guild_id)
+        user = self.users[user_id]
+        if manage_guild:
+            user.role_ids.append(guild.managers.id)
+        if admin:
+            user.role_ids.append(guild.admins.id)
+        guild.members[user.id] = user
+
+    def add_channel(self, name: str, *, guild_id: int | None = None, announce: bool = True) -> int:
+        guild = self._guild(guild_id)
+        ch = Channel(self.ids.next(), name, position=len(guild.channels))
+        guild.channels[ch.id] = ch
+        if announce:
+            self._background(self.gateway.dispatch("CHANNEL_CREATE", wire.channel_obj(guild, ch),
+                                                   guild_id=guild.id))
         return ch.id
 
     def set_bot_permissions(self, channel_id: int, perms: int) -> asyncio.Task | None:
@@ -190,10 +233,14 @@ class DiscordEmulator:
         sent to the bot as CHANNEL_UPDATE). Without SEND_MESSAGES sends get 403/50013, without
         ATTACH_FILES sends with files get 403/50013, without EMBED_LINKS messages still send but
         their embeds are not shown (kept on `Message.dropped_embeds`)."""
-        ch = self.guild.channels[channel_id]
-        self.guild.set_member_overwrite(ch, self.bot_user_id, perms, P.ALL & ~perms)
+        guild = self.guild_of_channel(channel_id)
+        if guild is None:
+            raise KeyError(f"unknown channel {channel_id}")
+        ch = guild.channels[channel_id]
+        guild.set_member_overwrite(ch, self.bot_user_id, perms, P.ALL & ~perms)
         self._changed()
-        return self._background(self.gateway.dispatch("CHANNEL_UPDATE", wire.channel_obj(self.guild, ch)))
+        return self._background(self.gateway.dispatch("CHANNEL_UPDATE", wire.channel_obj(guild, ch),
+                                                      guild_id=guild.id))
 
     def attachment(self, path_or_bytes: str | Path | bytes, filename: str, content_type: str | None = None) -> StoredFile:
         """A file a user attaches to a slash command option. A path is served in place (not copied)."""
@@ -290,12 +337,13 @@ class DiscordEmulator:
         """Tell the bot about its own messages, as Discord does (MESSAGE_CREATE/UPDATE)."""
         if msg.ephemeral:
             return
+        guild = self.guild_of_channel(msg.channel_id) or self.guild
         data = wire.message_obj(self, msg)
-        data["guild_id"] = str(self.guild_id)
-        member = wire.member_obj(self.users[msg.author_id])
+        data["guild_id"] = str(guild.id)
+        member = wire.member_obj(self.users[msg.author_id], guild=guild)
         member.pop("user")
         data["member"] = member
-        await self.gateway.dispatch(event, data)
+        await self.gateway.dispatch(event, data, guild_id=guild.id)
 
     def _background(self, coro) -> asyncio.Task | None:
         try:
@@ -368,17 +416,20 @@ class DiscordEmulator:
         return list(self._interactions.values())
 
     # -- acting as users -----------------------------------------------------------------------
-    def _user(self, user: int) -> None:
-        if user not in self.users or user not in self.guild.members:
-            raise CommandInputError(f"unknown user {user}; add one with emu.add_user()")
+    def _user(self, user: int, channel_id: int) -> None:
+        guild = self.guild_of_channel(channel_id) or self.guild
+        if user not in self.users or user not in guild.members:
+            raise CommandInputError(f"unknown user {user} in guild {guild.id}; add one with emu.add_user()")
 
     def _channel(self, channel_id: int | None) -> int:
         cid = channel_id or self.channel_id
-        if cid not in self.guild.channels:
+        if self.guild_of_channel(cid) is None:
             raise CommandInputError(f"unknown channel {cid}")
         return cid
 
     async def _dispatch(self, ix: Interaction, payload: dict[str, Any]) -> Interaction:
+        """Send the interaction to the session(s) owning its guild's shard. When none does (that
+        shard never identified), it is not delivered and fails at the deadline, as on Discord."""
         if self.gateway.current is None:
             raise RuntimeError("no bot has connected to the emulator's gateway")
         ix.payload = payload
@@ -387,7 +438,7 @@ class DiscordEmulator:
         loop = asyncio.get_running_loop()
         ix.dispatched_at = loop.time()
         self._timers[ix.id] = loop.call_later(self.ack_deadline, self._fail, ix)
-        await self.gateway.dispatch("INTERACTION_CREATE", payload)
+        ix.sessions = await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=ix.guild_id)
         self._changed()
         return ix
 
@@ -407,18 +458,19 @@ class DiscordEmulator:
     async def slash(self, command: str, *, user: int, options: dict[str, Any] | None = None,
                     channel_id: int | None = None) -> Interaction:
         """Run `/command` ("name", "name sub" or "name group sub") as `user`; returns at once."""
-        self._user(user)
         cid = self._channel(channel_id)
-        data = command_data(self, command, dict(options or {}))
+        self._user(user, cid)
+        data = command_data(self, command, dict(options or {}), guild=self.guild_of_channel(cid))
         ix = Interaction(self, type=APPLICATION_COMMAND, user_id=user, channel_id=cid, command_name=command)
         return await self._dispatch(ix, {**base_payload(self, ix), "data": data})
 
     async def autocomplete(self, command: str, *, focused: str, value: str = "", options: dict[str, Any] | None = None,
                            user: int, channel_id: int | None = None) -> list[dict]:
         """Type into an autocompleted option; returns the choices the bot offered."""
-        self._user(user)
         cid = self._channel(channel_id)
-        data = command_data(self, command, {**(options or {}), focused: value}, focused=focused)
+        self._user(user, cid)
+        data = command_data(self, command, {**(options or {}), focused: value}, focused=focused,
+                            guild=self.guild_of_channel(cid))
         ix = Interaction(self, type=AUTOCOMPLETE, user_id=user, channel_id=cid, command_name=command)
         await self._dispatch(ix, {**base_payload(self, ix), "data": data})
         await ix.wait_ack(timeout=self.ack_deadline + 2)
@@ -427,10 +479,10 @@ class DiscordEmulator:
     async def click(self, message: Message | int, custom_id: str, *, user: int,
                     values: list[str] | None = None) -> Interaction:
         """Click a button (or pick `values` in a select menu) on a message the user can see."""
-        self._user(user)
         msg = self._messages.get(int(getattr(message, "id", message)))
         if msg is None or msg.deleted:
             raise CommandInputError(f"no message {getattr(message, 'id', message)}")
+        self._user(user, msg.channel_id)
         if msg.ephemeral and msg.visible_to != user:
             raise CommandInputError("that ephemeral message is not visible to this user")
         comp = find_component(msg.components, custom_id)
@@ -447,10 +499,10 @@ class DiscordEmulator:
     async def submit_modal(self, custom_id: str, *, values: dict[str, str], user: int,
                            channel_id: int | None = None) -> Interaction:
         """Submit a modal; the components mirror the last modal with this custom_id shown to the user."""
-        self._user(user)
         shown = next((ix for ix in reversed(self._interactions.values())
                       if ix.user_id == user and ix.modal and ix.modal.get("custom_id") == custom_id), None)
         cid = self._channel(channel_id or (shown.channel_id if shown else None))
+        self._user(user, cid)
         ix = Interaction(self, type=MODAL_SUBMIT, user_id=user, channel_id=cid,
                          message_id=shown.component_message_id if shown else None)
         payload = {**base_payload(self, ix), "data": {"custom_id": custom_id,

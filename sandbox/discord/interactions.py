@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import wire
-from .state import Message, StoredFile
+from .state import Guild, Message, StoredFile
 
 if TYPE_CHECKING:
     from .emulator import DiscordEmulator
@@ -38,6 +38,8 @@ class Interaction:
         self.type = type
         self.user_id = user_id
         self.channel_id = channel_id
+        self.guild_id = (emu.guild_of_channel(channel_id) or emu.guild).id
+        self.sessions: list[str] = []  # gateway sessions it was dispatched to (none: not delivered)
         self.command_name = command_name
         self.component_message_id = message_id  # the message a clicked component sits on
         self.created_at = time.time()  # token age is measured from here
@@ -112,21 +114,22 @@ class Interaction:
 
 def base_payload(emu: DiscordEmulator, ix: Interaction) -> dict[str, Any]:
     user = emu.users[ix.user_id]
-    channel = emu.guild.channels[ix.channel_id]
+    guild = emu.guilds[ix.guild_id]
+    channel = guild.channels[ix.channel_id]
     return {
         "id": str(ix.id), "application_id": str(emu.application_id), "type": ix.type, "token": ix.token,
-        "version": 1, "guild_id": str(emu.guild_id), "channel_id": str(channel.id),
-        "channel": wire.channel_obj(emu.guild, channel),
-        "guild": {"id": str(emu.guild_id), "locale": "en-US", "features": []},
-        "member": wire.member_obj(user, permissions=emu.guild.permissions(user, channel)),
-        "app_permissions": str(emu.guild.permissions(emu.bot_user, channel)),
+        "version": 1, "guild_id": str(guild.id), "channel_id": str(channel.id),
+        "channel": wire.channel_obj(guild, channel),
+        "guild": {"id": str(guild.id), "locale": "en-US", "features": []},
+        "member": wire.member_obj(user, permissions=guild.permissions(user, channel), guild=guild),
+        "app_permissions": str(guild.permissions(emu.bot_user, channel)),
         "locale": "en-US", "guild_locale": "en-US", "entitlements": [], "entitlement_sku_ids": [],
-        "authorizing_integration_owners": {"0": str(emu.guild_id)}, "context": 0,
+        "authorizing_integration_owners": {"0": str(guild.id)}, "context": 0,
         "attachment_size_limit": emu.upload_limit,
     }
 
 
-def _infer_type(emu: DiscordEmulator, value: Any) -> int:
+def _infer_type(emu: DiscordEmulator, guild: Guild, value: Any) -> int:
     if isinstance(value, StoredFile):
         return ATTACHMENT
     if isinstance(value, bool):
@@ -134,9 +137,9 @@ def _infer_type(emu: DiscordEmulator, value: Any) -> int:
     if isinstance(value, int):
         if value in emu.users:
             return USER
-        if value in emu.guild.channels:
+        if value in guild.channels:
             return CHANNEL
-        if value in emu.guild.roles:
+        if value in guild.roles:
             return ROLE
         return INTEGER
     if isinstance(value, float):
@@ -144,7 +147,8 @@ def _infer_type(emu: DiscordEmulator, value: Any) -> int:
     return STRING
 
 
-def _convert(emu: DiscordEmulator, name: str, otype: int, value: Any, resolved: dict, spec: dict | None) -> Any:
+def _convert(emu: DiscordEmulator, guild: Guild, name: str, otype: int, value: Any, resolved: dict,
+             spec: dict | None) -> Any:
     """Check one option value like the Discord client does; fill `resolved`; return the wire value."""
     def bad(why: str) -> CommandInputError:
         return CommandInputError(f"option {name!r}: {why} (got {value!r})")
@@ -159,26 +163,26 @@ def _convert(emu: DiscordEmulator, name: str, otype: int, value: Any, resolved: 
         uid = int(getattr(value, "id", value))
         u = emu.users[uid]
         resolved.setdefault("users", {})[str(uid)] = wire.user_obj(u)
-        if uid in emu.guild.members:
-            member = wire.member_obj(u, permissions=emu.guild.permissions(u, None))
+        if uid in guild.members:
+            member = wire.member_obj(u, permissions=guild.permissions(u, None), guild=guild)
             member.pop("user")
             resolved.setdefault("members", {})[str(uid)] = member
         return str(uid)
-    if otype in (ROLE, MENTIONABLE) and int(getattr(value, "id", value)) in emu.guild.roles:
-        role = emu.guild.roles[int(getattr(value, "id", value))]
+    if otype in (ROLE, MENTIONABLE) and int(getattr(value, "id", value)) in guild.roles:
+        role = guild.roles[int(getattr(value, "id", value))]
         resolved.setdefault("roles", {})[str(role.id)] = wire.role_obj(role)
         return str(role.id)
     if otype in (USER, ROLE, MENTIONABLE):
         raise bad("unknown user or role")
     if otype == CHANNEL:
-        ch = emu.guild.channels.get(int(getattr(value, "id", value)))
+        ch = guild.channels.get(int(getattr(value, "id", value)))
         if ch is None:
             raise bad("unknown channel")
         if spec and spec.get("channel_types") and ch.type not in spec["channel_types"]:
             raise bad("channel type not allowed")
         resolved.setdefault("channels", {})[str(ch.id)] = {
             "id": str(ch.id), "name": ch.name, "type": ch.type, "parent_id": None,
-            "permissions": str(emu.guild.permissions(emu.bot_user, ch))}
+            "permissions": str(guild.permissions(emu.bot_user, ch))}
         return str(ch.id)
     if otype == BOOLEAN:
         if not isinstance(value, bool):
@@ -210,13 +214,15 @@ def _convert(emu: DiscordEmulator, name: str, otype: int, value: Any, resolved: 
 
 
 def command_data(emu: DiscordEmulator, command: str, options: dict[str, Any], *,
-                 focused: str | None = None) -> dict[str, Any]:
-    """`data` for a CHAT_INPUT interaction. With registered commands, nesting and option types
-    come from the registration and are validated; otherwise they are inferred from the values."""
+                 focused: str | None = None, guild: Guild | None = None) -> dict[str, Any]:
+    """`data` for a CHAT_INPUT interaction in `guild` (the default one unless given). With
+    registered commands, nesting and option types come from the registration and are validated;
+    otherwise they are inferred from the values."""
+    guild = guild or emu.guild
     words = command.split()
     if not 1 <= len(words) <= 3:
         raise CommandInputError(f"bad command path {command!r}")
-    cmd, guild_scoped = emu.command_registry.find(words[0], emu.guild_id)
+    cmd, guild_scoped = emu.command_registry.find(words[0], guild.id)
     resolved: dict[str, dict] = {}
     leaf: list[dict] = []
     kinds: list[int] = []
@@ -253,21 +259,22 @@ def command_data(emu: DiscordEmulator, command: str, options: dict[str, Any], *,
             value = options[name]
             if focused is not None:  # partial input elsewhere is sent as typed, not validated
                 value = value if spec["type"] in (STRING, INTEGER, NUMBER, BOOLEAN) else _convert(
-                    emu, name, spec["type"], value, resolved, None)
+                    emu, guild, name, spec["type"], value, resolved, None)
             else:
-                value = _convert(emu, name, spec["type"], value, resolved, spec)
+                value = _convert(emu, guild, name, spec["type"], value, resolved, spec)
             leaf.append({"name": name, "type": spec["type"], "value": value})
         data: dict[str, Any] = {"id": cmd["id"], "name": cmd["name"], "type": 1}
         if guild_scoped:
-            data["guild_id"] = str(emu.guild_id)
+            data["guild_id"] = str(guild.id)
     else:
         kinds = [SUB_COMMAND] if len(words) == 2 else [SUB_COMMAND_GROUP, SUB_COMMAND] if len(words) == 3 else []
         for name, value in options.items():
-            otype = _infer_type(emu, value)
+            otype = _infer_type(emu, guild, value)
             if name == focused:
                 leaf.append({"name": name, "type": otype, "value": str(value), "focused": True})
             else:
-                leaf.append({"name": name, "type": otype, "value": _convert(emu, name, otype, value, resolved, None)})
+                leaf.append({"name": name, "type": otype,
+                             "value": _convert(emu, guild, name, otype, value, resolved, None)})
         data = {"id": str(emu.ids.next()), "name": words[0], "type": 1}
     nested = leaf
     for word, kind in reversed(list(zip(words[1:], kinds, strict=True))):

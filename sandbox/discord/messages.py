@@ -64,10 +64,11 @@ def _pings(emu: DiscordEmulator, content: str, allowed: dict | None, author_id: 
         target = emu._messages.get(int(reference["message_id"]))
         replied = target.author_id if target is not None else None
     author = emu.users[author_id]
-    channel = emu.guild.channels.get(channel_id)
-    may_everyone = bool(emu.guild.permissions(author, channel) & P.MENTION_EVERYONE)
+    guild = emu.guild_of_channel(channel_id) or emu.guild
+    channel = guild.channels.get(channel_id)
+    may_everyone = bool(guild.permissions(author, channel) & P.MENTION_EVERYONE)
     return mentions.compute(content, allowed, author_id=author_id, replied_author=replied,
-                            is_user=lambda u: u in emu.users, is_role=lambda r: r in emu.guild.roles,
+                            is_user=lambda u: u in emu.users, is_role=lambda r: r in guild.roles,
                             may_mention_everyone=may_everyone)
 
 
@@ -83,7 +84,7 @@ def check_reference(emu: DiscordEmulator, channel_id: int, reference: dict | Non
             errors.raise_if_any()
         return None
     ref.setdefault("channel_id", str(channel_id))
-    ref.setdefault("guild_id", str(emu.guild_id))
+    ref.setdefault("guild_id", str((emu.guild_of_channel(channel_id) or emu.guild).id))
     ref["message_id"] = str(ref["message_id"])
     ref.setdefault("type", 0)
     return ref
@@ -181,5 +182,6 @@ async def delete(emu: DiscordEmulator, msg: Message) -> None:
     msg.deleted = True
     emu._changed()
     if not msg.ephemeral:
+        gid = (emu.guild_of_channel(msg.channel_id) or emu.guild).id
         await emu.gateway.dispatch("MESSAGE_DELETE", {"id": str(msg.id), "channel_id": str(msg.channel_id),
-                                                      "guild_id": str(emu.guild_id)})
+                                                      "guild_id": str(gid)}, guild_id=gid)

@@ -28,7 +28,7 @@ from .errors import (
     unknown_message,
 )
 from .ratelimits import RateLimiter
-from .state import Message
+from .state import Guild, Message
 
 if TYPE_CHECKING:
     from .emulator import DiscordEmulator
@@ -37,6 +37,12 @@ API = "/api/v10"
 CALL = web.RequestKey("call", object)  # the Call being recorded for this request
 RL_HEADERS = web.RequestKey("rl_headers", dict)  # rate-limit headers to add to the answer
 NONCE_WINDOW = 600.0
+SESSION_STARTS_PER_DAY = 1000
+GUILDS_PER_SHARD = 1000  # what GET /gateway/bot recommends; sharding is required from 2,500
+
+
+def recommended_shards(guilds: int) -> int:
+    return max(1, -(-guilds // GUILDS_PER_SHARD))
 
 
 @dataclass
@@ -159,19 +165,23 @@ class BotRoutes:
     def _rate(self, request: web.Request, bucket: str, major: str) -> None:
         request[RL_HEADERS].update(self.emu.rate_limits.take(bucket, major))
 
-    def _guild(self, request: web.Request) -> None:
-        if request.match_info["guild"] != str(self.emu.guild_id):
+    def _guild(self, request: web.Request) -> Guild:
+        gid = request.match_info["guild"]
+        guild = self.emu.guilds.get(int(gid)) if gid.isdigit() else None
+        if guild is None:
             raise ApiError(404, 10004, "Unknown Guild")
+        return guild
 
     def _channel(self, request: web.Request):
         cid = request.match_info["channel"]
-        ch = self.emu.guild.channels.get(int(cid)) if cid.isdigit() else None
-        if ch is None:
+        guild = self.emu.guild_of_channel(int(cid)) if cid.isdigit() else None
+        if guild is None:
             raise unknown_channel()
-        return ch
+        return guild.channels[int(cid)]
 
     def _bot_perms(self, ch) -> int:
-        return self.emu.guild.permissions(self.emu.bot_user, ch)
+        guild = self.emu.guild_of_channel(ch.id) or self.emu.guild
+        return guild.permissions(self.emu.bot_user, ch)
 
     def _message(self, ch, mid: str) -> Message:
         msg = self.emu._messages.get(int(mid)) if mid.isdigit() else None
@@ -199,15 +209,21 @@ class BotRoutes:
             "id": str(emu.application_id), "name": emu.bot_user.name, "description": "", "icon": None,
             "bot_public": True, "bot_require_code_grant": False, "owner": owner, "verify_key": "0" * 64,
             "flags": 0, "team": None, "summary": "", "rpc_origins": [], "bot": wire.user_obj(emu.bot_user),
-            "approximate_guild_count": 1, "interactions_endpoint_url": None, "redirect_uris": [],
+            "approximate_guild_count": len(emu.guilds), "interactions_endpoint_url": None, "redirect_uris": [],
             "tags": [], "install_params": None, "custom_install_url": None, "integration_types_config": {}})
 
     async def gateway(self, request: web.Request) -> web.Response:
         return json_response({"url": self.emu.gateway_url})
 
     async def gateway_bot(self, request: web.Request) -> web.Response:
-        return json_response({"url": self.emu.gateway_url, "shards": 1, "session_start_limit": {
-            "total": 1000, "remaining": 999, "reset_after": 86400000, "max_concurrency": 1}})
+        """Discord recommends one shard per 1,000 guilds (at least 1); every IDENTIFY uses up one
+        of the day's 1,000 session starts; `max_concurrency` identifies may start per 5 s."""
+        emu = self.emu
+        return json_response({"url": emu.gateway_url, "shards": recommended_shards(len(emu.guilds)),
+                              "session_start_limit": {
+                                  "total": SESSION_STARTS_PER_DAY,
+                                  "remaining": max(0, SESSION_STARTS_PER_DAY - emu.gateway.identifies),
+                                  "reset_after": 86400000, "max_concurrency": emu.max_concurrency}})
 
     # -- commands --------------------------------------------------------------------------------
     def _scope(self, request: web.Request) -> Any:
@@ -261,35 +277,34 @@ class BotRoutes:
 
     # -- guild -----------------------------------------------------------------------------------
     async def guild(self, request: web.Request) -> web.Response:
-        self._guild(request)
-        data = wire.guild_obj(self.emu, full=False)
+        g = self._guild(request)
+        data = wire.guild_obj(self.emu, full=False, guild=g)
         if request.query.get("with_counts") in ("true", "1"):
-            data.update(approximate_member_count=len(self.emu.guild.members), approximate_presence_count=1)
+            data.update(approximate_member_count=len(g.members), approximate_presence_count=1)
         return json_response(data)
 
     async def guild_channels(self, request: web.Request) -> web.Response:
-        self._guild(request)
-        g = self.emu.guild
+        g = self._guild(request)
         return json_response([wire.channel_obj(g, c) for c in g.channels.values()])
 
     async def guild_roles(self, request: web.Request) -> web.Response:
-        self._guild(request)
-        return json_response([wire.role_obj(r) for r in self.emu.guild.roles.values()])
+        g = self._guild(request)
+        return json_response([wire.role_obj(r) for r in g.roles.values()])
 
     async def member(self, request: web.Request) -> web.Response:
-        self._guild(request)
+        g = self._guild(request)
         uid = request.match_info["uid"]
-        u = self.emu.guild.members.get(int(uid)) if uid.isdigit() else None
+        u = g.members.get(int(uid)) if uid.isdigit() else None
         if u is None:
             raise ApiError(404, 10007, "Unknown Member")
-        return json_response(wire.member_obj(u))
+        return json_response(wire.member_obj(u, guild=g))
 
     # -- channels and messages -------------------------------------------------------------------
     async def channel(self, request: web.Request) -> web.Response:
         ch = self._channel(request)
         if not self._bot_perms(ch) & P.VIEW_CHANNEL:
             raise missing_access()
-        return json_response(wire.channel_obj(self.emu.guild, ch))
+        return json_response(wire.channel_obj(self.emu.guild_of_channel(ch.id) or self.emu.guild, ch))
 
     async def typing(self, request: web.Request) -> web.Response:
         ch = self._channel(request)

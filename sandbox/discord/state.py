@@ -1,4 +1,5 @@
-"""The emulated world: one guild, its roles, channels, users and messages, plus time-based ids.
+"""The emulated world: guilds (one by default), their roles, channels, users and messages, plus
+time-based ids.
 
 Test-facing values use ints for ids; the wire format (strings) is built in `wire.py`.
 """
@@ -31,6 +32,15 @@ class Snowflakes:
         if value <= self._last:
             value = self._last + 1
         self._last = value
+        return value
+
+    def next_on_shard(self, shard_id: int, num_shards: int) -> int:
+        """An id whose guild would live on `shard_id` of `num_shards` (Discord's rule is
+        `(id >> 22) % num_shards`): the next id, its timestamp moved up to `num_shards - 1` ms on."""
+        value = self.next()
+        ms = value >> 22
+        value += ((shard_id - ms) % num_shards) << 22
+        self._last = max(self._last, value)
         return value
 
 
@@ -131,10 +141,12 @@ class Message:
 
 
 class Guild:
-    """One guild with @everyone, a managers role, an admins role and the bot's managed role."""
+    """One guild with @everyone, a managers role, an admins role and the bot's managed role.
+    A user's `role_ids` span all their guilds; each guild reads only its own."""
 
-    def __init__(self, ids: Snowflakes, bot_user: User, owner: User, name: str = "Emulated Guild") -> None:
-        self.id = ids.next()
+    def __init__(self, ids: Snowflakes, bot_user: User, owner: User, name: str = "Emulated Guild", *,
+                 guild_id: int | None = None) -> None:
+        self.id = guild_id if guild_id is not None else ids.next()
         self.name = name
         self.owner_id = owner.id
         self.roles: dict[int, Role] = {}
@@ -152,9 +164,13 @@ class Guild:
         self.roles[rid] = role
         return role
 
+    def role_ids_of(self, user: User) -> list[int]:
+        """The user's roles in this guild (not those they hold elsewhere)."""
+        return [r for r in user.role_ids if r in self.roles]
+
     def permissions(self, user: User, channel: Channel | None) -> int:
-        role_ids = set(user.role_ids)
-        base = [self.everyone.permissions] + [self.roles[r].permissions for r in user.role_ids]
+        role_ids = set(self.role_ids_of(user))
+        base = [self.everyone.permissions] + [self.roles[r].permissions for r in role_ids]
         if user.id == self.owner_id:
             return P.ALL
         return P.compute(base, channel.overwrites if channel else [], role_ids, user.id, self.id)

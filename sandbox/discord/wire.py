@@ -19,8 +19,10 @@ def user_obj(u: User) -> dict[str, Any]:
     return data
 
 
-def member_obj(u: User, *, permissions: int | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {"user": user_obj(u), "roles": [str(r) for r in u.role_ids], "flags": 0,
+def member_obj(u: User, *, permissions: int | None = None, guild: Guild | None = None) -> dict[str, Any]:
+    """The member in `guild` (its roles only); without a guild, with every role the user holds."""
+    role_ids = guild.role_ids_of(u) if guild is not None else u.role_ids
+    data: dict[str, Any] = {"user": user_obj(u), "roles": [str(r) for r in role_ids], "flags": 0,
                             "joined_at": iso(u.joined_at), "deaf": False, "mute": False, "nick": None,
                             "avatar": None, "pending": False, "premium_since": None,
                             "communication_disabled_until": None}
@@ -45,8 +47,8 @@ def channel_obj(guild: Guild, ch: Channel) -> dict[str, Any]:
             "last_message_id": None, "rate_limit_per_user": 0, "parent_id": None, "flags": 0}
 
 
-def guild_obj(emu: DiscordEmulator, *, full: bool) -> dict[str, Any]:
-    g = emu.guild
+def guild_obj(emu: DiscordEmulator, *, full: bool, guild: Guild | None = None) -> dict[str, Any]:
+    g = guild or emu.guild
     data: dict[str, Any] = {
         "id": str(g.id), "name": g.name, "icon": None, "splash": None, "discovery_splash": None,
         "owner_id": str(g.owner_id), "afk_channel_id": None, "afk_timeout": 300, "verification_level": 0,
@@ -63,7 +65,7 @@ def guild_obj(emu: DiscordEmulator, *, full: bool) -> dict[str, Any]:
         data.update({
             "unavailable": False, "large": False, "lazy": True, "member_count": len(g.members),
             "joined_at": iso(bot.joined_at),
-            "members": [member_obj(u) for u in g.members.values()],
+            "members": [member_obj(u, guild=g) for u in g.members.values()],
             "channels": [channel_obj(g, c) for c in g.channels.values()],
             "threads": [], "presences": [], "voice_states": [], "stage_instances": [],
             "guild_scheduled_events": [], "soundboard_sounds": [],
@@ -90,7 +92,7 @@ def message_obj(emu: DiscordEmulator, m: Message, *, nested: bool = False) -> di
     ix = emu.interaction_by_id(m.interaction_id) if m.interaction_id else None
     if ix is not None:
         data["interaction_metadata"] = {"id": str(ix.id), "type": ix.type, "user": user_obj(emu.users[ix.user_id]),
-                                        "authorizing_integration_owners": {"0": str(emu.guild_id)}}
+                                        "authorizing_integration_owners": {"0": str(ix.guild_id)}}
         if ix.type == 2:
             data["interaction_metadata"]["name"] = ix.command_name
     if m.message_reference:

@@ -119,3 +119,17 @@ def test_a_poll_clock_survives_a_round_trip_through_json():
     clock = PollClock(submitted_at=5.0, running_since=7.0, progress0=(0.1, 8.0), last=(0.3, 12.0))
     assert PollClock.from_json(clock.to_json(), submitted_at=0.0) == clock
     assert PollClock.from_json(None, submitted_at=3.0) == PollClock(submitted_at=3.0)
+
+
+def test_progress_already_made_at_the_first_report_is_paced_from_the_last_queued_sighting():
+    """Scenario's job was queued at the last poll and is 48% done at this one: it ran for at most
+    the time between, so the slowest pace it allows puts the end 65 s away, and the next poll
+    goes halfway there to measure the real pace (not at a blind guess, nor at the cap)."""
+    from bot.polling import PollClock
+    bounds = PollBounds(3.0, 120.0)
+    clock = PollClock()
+    delays = _run(bounds, clock, [(0, RemotePhase.QUEUED, None), (60, RemotePhase.RUNNING, 0.48)])
+    assert clock.queued_at == 0 and delays[1] == pytest.approx(0.5 * 60 * 0.52 / 0.48)
+    later = PollClock(queued_at=30.0)  # seen queued later: a shorter run, an earlier end
+    assert _run(bounds, later, [(60, RemotePhase.RUNNING, 0.48)])[0] == pytest.approx(0.5 * 30 * 0.52 / 0.48)
+    assert PollClock.from_json(later.to_json(), submitted_at=0.0) == later  # kept across restarts

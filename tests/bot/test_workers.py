@@ -14,6 +14,8 @@ from bot.runner import Runner
 from bot.store import open_store
 from tests.bot.test_runner import FakeDelivery, make_job
 from tests.support.echo import EchoProvider, EchoRemote
+from tests.support.file_host import FileHost
+from tests.support.policy import sandbox_net
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -109,3 +111,53 @@ async def test_a_stalled_workers_job_is_taken_over_and_its_late_write_refused(lo
         await healthy_provider.close()
         await stalled_store.close()
         await healthy_store.close()
+
+
+async def test_a_job_taken_over_mid_upload_fetches_its_input_again_and_is_paid_once(location, tmp_path):
+    """Worker A froze after spooling the input, before the paid call. Worker B (another machine:
+    another spool folder) takes the job over, fetches the input again from Discord's CDN and
+    submits; when A wakes, its stale lease stops it before it pays a second time."""
+    (tmp_path / "cdn").mkdir()
+    host = await FileHost(tmp_path / "cdn").start()
+    remote = EchoRemote()
+    a_store, b_store = await open_store(location), await open_store(location)
+    a_provider, b_provider = provider_for(remote), provider_for(remote)
+    a_provider.net, b_provider.net = sandbox_net(host), sandbox_net(host)  # the CDN stand-in is on loopback
+    spooled, release = asyncio.Event(), asyncio.Event()
+    upload = a_provider.upload
+
+    async def frozen_after_spooling(job: Job, workdir):
+        data = await upload(job, workdir)
+        spooled.set()
+        await release.wait()
+        return data
+
+    a_provider.upload = frozen_after_spooling
+    job = await a_store.create_job(make_job(params={"text": "t", "file": host.attachment("in.bin", b"x" * 5000)}))
+    b_delivery = FakeDelivery()
+    a = Runner(a_store, {"echo": a_provider}, FakeDelivery(), spool_dir=tmp_path / "a", worker_id="a",
+               lease_seconds=0.6, idle_wait=0.1)
+    b = Runner(b_store, {"echo": b_provider}, b_delivery, spool_dir=tmp_path / "b", worker_id="b",
+               lease_seconds=5, idle_wait=0.1)
+    a.start()
+    try:
+        await asyncio.wait_for(spooled.wait(), 10)
+        assert (tmp_path / "a" / job.id / "input.bin").stat().st_size == 5000
+        a._loop_task.cancel()  # A stops renewing its lease, as a frozen machine would
+        b.start()
+
+        async def delivered():
+            return b_delivery.delivered == [job.id]
+
+        await _until(delivered)
+        release.set()  # A wakes up with the input in its own spool and tries to go on
+        await asyncio.sleep(0.5)
+        assert host.gets == ["in.bin", "in.bin"]  # B fetched the input again on its machine
+        assert remote.submits == 1  # and only B paid
+        assert (await b_store.get_job(job.id)).state is JobState.DONE
+    finally:
+        release.set()
+        await a.stop(grace=1)
+        await b.stop()
+        for closing in (a_provider.close(), b_provider.close(), a_store.close(), b_store.close(), host.stop()):
+            await closing
