@@ -102,6 +102,12 @@ class JobService:
                            "An operator can enable it by setting its API key.")
         return provider
 
+    async def recalled_provider(self, name: str, display: str, *, recent: int = 50) -> Provider:
+        """`provider`, first told what its latest jobs in the store know (see Provider.recall)."""
+        provider = self.provider(name, display)
+        provider.recall(await self.store.list_jobs(provider=name, limit=recent))
+        return provider
+
     async def start(self, interaction: discord.Interaction, *, provider: str, kind: str, summary: str,
                     params: dict[str, Any], estimate: Estimate | None = None) -> Job:
         """Store a new job, post its status message, wake the runner. The interaction must have

@@ -666,8 +666,11 @@ class Store:
             return [float(r[0]) for r in await cur.fetchall()]
 
     async def list_jobs(self, *, owner_id: int | None = None, guild_id: int | None = None,
-                        live_only: bool = False, limit: int = 25) -> list[Job]:
+                        live_only: bool = False, limit: int = 25, provider: str | None = None) -> list[Job]:
         where, params = [], []
+        if provider is not None:
+            where.append("provider = ?")
+            params.append(provider)
         if owner_id is not None:
             where.append("owner_id = ?")
             params.append(owner_id)

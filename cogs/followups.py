@@ -224,7 +224,7 @@ class FollowUps(commands.Cog):
 
         async def submitted(ix: discord.Interaction, values: list[str]) -> None:
             async def prepare() -> JobRequest:
-                provider = self.bot.jobs.provider(layers_cog.PROVIDER, layers_cog.DISPLAY)
+                provider = await self.bot.jobs.recalled_provider(layers_cog.PROVIDER, layers_cog.DISPLAY)
                 try:
                     count = int(values[1].strip())
                 except ValueError:

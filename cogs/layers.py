@@ -80,7 +80,7 @@ class Layers(commands.Cog):
                      max_layers: app_commands.Range[int, 1, 10] = 6) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            provider = interaction.client.jobs.provider(PROVIDER, DISPLAY)
+            provider = await interaction.client.jobs.recalled_provider(PROVIDER, DISPLAY)
         except JobError as exc:
             await interaction.edit_original_response(content=str(exc))
             return

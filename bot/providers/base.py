@@ -169,6 +169,11 @@ class Provider(abc.ABC):
         Returns a note for the user when the provider would not stop it (it may still bill)."""
         return None
 
+    def recall(self, recent: Sequence[Job]) -> None:
+        """Learn what this provider's recent jobs (newest first, from the store) already told, which
+        a restart, or another process that ran them, would otherwise forget (Scenario's quotes)."""
+        return None
+
     def saved_object(self, job: Job) -> SavedObject | None:
         """What the user keeps from this job for later commands (a Viggle character, a splat
         scene), recorded by the runner after submission and again when the job is done."""

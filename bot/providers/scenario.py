@@ -138,6 +138,14 @@ class ScenarioProvider(Provider):
             quote = None
         return {**data, "quote": quote} if quote is not None else data
 
+    def recall(self, recent: Sequence[Job]) -> None:
+        """The newest quote per layer count from jobs this process did not upload itself (before a
+        restart, or in a worker): the next `/layers` can still state its price up front."""
+        for job in recent:
+            quote = job.provider_data.get("quote")
+            if isinstance(quote, int | float) and not isinstance(quote, bool):
+                self.quotes.setdefault(int(job.params.get("max_layers", 6)), float(quote))
+
     async def quote(self, job: Job) -> float | None:
         """Scenario's price for this run (a dry run: nothing is spent), remembered per layer count
         so the next command can state it before anything is uploaded."""

@@ -160,7 +160,9 @@ async def test_scenarios_quote_is_checked_against_the_budget_before_paying(emu, 
     assert "priced this at 35 creative units, more than the 30 creative units left" in job.last_error
     assert "nothing was spent" in job.last_error
     assert scenario.paid_jobs == 0 and (await bot.bot.store.ledger_entry(job_id))["amount"] == 0
-    # now the price is known up front: the next command is refused before anything is uploaded
+    # now the price is known up front, even to a restarted bot (it is read back from the store):
+    # the next command is refused before anything is uploaded
+    await bot.restart()
     uploads = len(scenario.requests_to(r"/v1/uploads$", "POST"))
     ix = await emu.slash("layers", user=alice, options=options)
     refused = (await ix.wait_reply()).content

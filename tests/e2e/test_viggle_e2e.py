@@ -20,7 +20,7 @@ GROUP_DANCE = "1c9e7a52-3f6b-4d8a-b2e1-0f9d8c7b6a54"
 
 @pytest.fixture
 async def viggle():
-    svc = ViggleSandbox(credits=100, character_seconds=0.2, scene_seconds=0.2, render_seconds=0.6)
+    svc = ViggleSandbox(credits=100, character_seconds=0.2, scene_seconds=0.2, render_seconds=1.5)  # each checkpoint outlasts the longest poll wait
     await svc.start()
     yield svc
     await svc.stop()
