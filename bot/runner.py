@@ -158,6 +158,11 @@ class Runner:
         await asyncio.gather(*self._status_tasks.values(), return_exceptions=True)
 
     async def _loop(self) -> None:
+        # on PostgreSQL, other processes' new jobs, cancels and refreshes wake this runner at once
+        async with self.store.due_signal(self._wake.set):
+            await self._turns()
+
+    async def _turns(self) -> None:
         try:
             # leases this worker held when it stopped (or died) are its own to take back at once
             await self.store.release_leases(self.worker_id or None)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -361,11 +361,26 @@ class Store:
                 await self._take_cooldown(db, cooldown)
             await db.execute(f"INSERT INTO jobs ({columns}) VALUES ({marks})",
                              [_to_column(n, getattr(job, n)) for n in _JOB_COLUMNS])
+            await self._announce(db, job.provider)
         return job
 
     async def _serialize(self, db: Any, job: Job) -> None:
         """Make concurrent creations for the same guild or owner wait for each other (on SQLite,
         BEGIN IMMEDIATE already does; PostgreSQL takes advisory locks)."""
+
+    async def _announce(self, db: Any, provider: str) -> None:
+        """Tell other processes' runners, in this transaction, that a job may be claimable sooner
+        (PostgreSQL NOTIFYs; on SQLite one process wakes its own runner)."""
+
+    async def _write_waking(self, sql: str, params: Sequence[Any], now: datetime) -> int:
+        """An UPDATE of jobs that may make some claimable (due by `now`, not leased); returns the
+        row count. PostgreSQL also tells the other processes, in the same statement."""
+        return await self._execute_write(sql, params)
+
+    def due_signal(self, wake: Callable[[], None]) -> AbstractAsyncContextManager[Any]:
+        """While entered, `wake()` is called when another process makes a job claimable sooner
+        (PostgreSQL LISTENs); one SQLite process has no one else to hear from."""
+        return nullcontext()
 
     async def _book(self, db: aiosqlite.Connection, job: Job, charge: Charge) -> None:
         limit = await self._limit(db, charge.guild_id, charge.provider)
@@ -623,8 +638,8 @@ class Store:
                 return 0
             where.append(f"id IN ({', '.join('?' for _ in ids)})")
             params += ids
-        return await self._execute_write(
-            f"UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}", params)
+        return await self._write_waking(
+            f"UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}", params, utcnow())
 
     async def _returning(self, sql: str, params: Sequence[Any]) -> list[Any]:
         """A write whose changed rows are read back (RETURNING)."""
@@ -675,11 +690,12 @@ class Store:
 
     async def request_cancel(self, job_id: str, now: datetime | None = None) -> bool:
         """Flag a live job for cancelling and make it due at once; False when it is not live."""
-        rowcount = await self._execute_write(
+        now = now or utcnow()
+        rowcount = await self._write_waking(
             "UPDATE jobs SET cancel_requested = 1, next_run_at = ?, updated_at = ? "
             "WHERE id = ? AND cancel_refused_at IS NULL "
             "AND state NOT IN ('done', 'failed', 'cancelled', 'collecting', 'delivering')",
-            (_ts(now or utcnow()), _ts(utcnow()), job_id))
+            (_ts(now), _ts(utcnow()), job_id), now)
         return rowcount == 1
 
     async def record_status(self, job_id: str, *, message_id: int | None, fingerprint: str,
@@ -699,8 +715,8 @@ class Store:
 
     async def wake(self, job_id: str) -> None:
         """Make a live job due now (a Refresh click)."""
-        await self._execute_write(
-            f"UPDATE jobs SET next_run_at = ? WHERE id = ? AND {_LIVE}", (_ts(utcnow()), job_id))
+        now = utcnow()
+        await self._write_waking(f"UPDATE jobs SET next_run_at = ? WHERE id = ? AND {_LIVE}", (_ts(now), job_id), now)
 
     # -- saved objects --------------------------------------------------------------------------
     async def save_object(self, obj: SavedObject) -> None:

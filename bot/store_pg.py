@@ -5,21 +5,25 @@ numbered here (`$1`, `$2` …), and run through the small part of aiosqlite's in
 uses. Only what differs is here: the schema (64-bit ids, `DOUBLE PRECISION`; the same numbered
 migrations, recorded in `schema_version`), claims that skip rows another worker is locking
 (`FOR UPDATE SKIP LOCKED`), JSON reads, and an advisory lock per guild and owner so live-job
-limits and budgets hold across processes (BEGIN IMMEDIATE does that on SQLite).
+limits and budgets hold across processes (BEGIN IMMEDIATE does that on SQLite), and a NOTIFY with
+writes that make a job claimable sooner, which other processes' runners LISTEN for
+(bot/store_pg_listen.py), so a worker takes a new job at once rather than after its idle wait.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from bot.models import Job
-from bot.store import Store
+from bot.store import _DUE, Store, _ts
+from bot.store_pg_listen import DUE_CHANNEL, DueListener
 
 PG_MIGRATIONS: tuple[str, ...] = (
     # 1: jobs and saved objects
@@ -211,14 +215,16 @@ class PgStore(Store):
     _LEAST = "LEAST"
     _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str = "") -> None:
         super().__init__(PgConnection(pool))  # type: ignore[arg-type]
         self._pool = pool
+        #: for the listening connection, which is not the pool's
+        self._url = url
 
     @classmethod
     async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PgStore:  # type: ignore[override]
         pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
-        store = cls(pool)
+        store = cls(pool, url)
         await store.migrate()
         return store
 
@@ -243,6 +249,32 @@ class PgStore(Store):
         if job.guild_id is not None:
             await db.execute("SELECT pg_advisory_xact_lock(?)", (job.guild_id,))
         await db.execute("SELECT pg_advisory_xact_lock(?)", (job.owner_id,))
+
+    # -- wake-ups across processes --------------------------------------------------------------
+    async def _announce(self, db: Any, provider: str) -> None:
+        await db.execute("SELECT pg_notify(?, ?)", (DUE_CHANNEL, provider))
+
+    async def _write_waking(self, sql: str, params: Sequence[Any], now: datetime) -> int:
+        """The UPDATE, and a NOTIFY per provider of the rows it left claimable, in one statement
+        (one transaction: the notification goes out only if the change is committed)."""
+        said = (f"WITH changed AS ({sql} RETURNING provider, ({_DUE} AND next_run_at <= ?) AS due), "
+                f"told AS (SELECT pg_notify('{DUE_CHANNEL}', provider) FROM changed WHERE due GROUP BY provider) "
+                "SELECT (SELECT COUNT(*) FROM changed), (SELECT COUNT(*) FROM told)")
+        rows = await self._db.execute_fetchall(said, [*params, _ts(now)])
+        return int(rows[0][0])
+
+    @asynccontextmanager
+    async def due_signal(self, wake: Callable[[], None]) -> AsyncIterator[DueListener | None]:  # type: ignore[override]
+        """A listening connection of its own (reconnecting when lost) while entered."""
+        if not self._url:  # built on a pool alone: nothing to listen with
+            yield None
+            return
+        listener = DueListener(self._url, wake)
+        listener.start()
+        try:
+            yield listener
+        finally:
+            await listener.close()
 
     # -- migrations -----------------------------------------------------------------------------
     async def schema_version(self) -> int:
