@@ -270,7 +270,7 @@ class Runner:
         return riders
 
     async def _drive_batch(self, jobs: list[Job], lane: Lane) -> None:
-        """Ask for several jobs' status at once, then take each job's step with its answer; a job
+        """Ask for several jobs' status at once, then take each job's step with its answer; a due job
         the answer left out (or a failed list call) is polled on its own as usual."""
         provider = self.providers[jobs[0].provider]
         try:
@@ -284,7 +284,11 @@ class Runner:
         except Exception as exc:
             log.warning("%s: status of %d jobs in one request failed: %s", provider.display_name, len(jobs), exc)
             statuses = {}
-        await asyncio.gather(*(self._drive(job, lane, status=statuses.get(job.id)) for job in jobs))
+        # a rider taken along before it was due, and left out, waits for its own time (its last
+        # poll may be more recent than the provider's minimum interval)
+        now = self.clock()
+        await asyncio.gather(*(self._drive(job, lane, status=statuses.get(job.id)) for job in jobs
+                               if job.id in statuses or job.next_run_at <= now))
 
     async def sweep_spool(self) -> int:
         """Remove job folders in the spool that no live job (or owed chore) uses: left by a

@@ -607,3 +607,42 @@ async def test_a_batched_poll_takes_the_jobs_due_soon_along_and_leaves_the_rest(
     soon = await store.get_job(jobs["soon"].id)
     assert soon.next_run_at >= clock.now + timedelta(seconds=30)  # polled, so planned afresh
     await provider.close()
+
+
+async def test_a_rider_the_list_leaves_out_is_polled_when_due_not_early(store, tmp_path):
+    """A job taken along early for a batched poll whose answer leaves it out (a list cut short, a
+    failed list call) is not polled on its own ahead of time: that would ask the provider again
+    sooner than its minimum interval. It keeps its own time and is polled when due."""
+    from datetime import timedelta
+
+    from bot.models import RemotePhase
+
+    class Listing(EchoProvider):
+        batch_status = True
+
+        async def poll_many(self, jobs):
+            return {j.id: RemoteStatus(RemotePhase.RUNNING) for j in jobs if j.params["text"] != "soon"}
+
+        async def poll(self, job):
+            single.append(job.params["text"])
+            return RemoteStatus(RemotePhase.RUNNING)
+
+    single: list[str] = []
+    clock = Clock()
+    provider = Listing(EchoRemote(), Net(), limits=ProviderLimits(poll_min=30, poll_max=60))
+    runner = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool", clock=clock)
+    jobs = {}
+    for text, seconds in {"now": 0, "now-too": 0, "soon": 5}.items():
+        jobs[text] = await store.create_job(make_job(
+            state=JobState.SUBMITTED, remote_id=f"r-{text}", params={"text": text},
+            next_run_at=clock.now + timedelta(seconds=seconds)))
+    await runner._claim_due()
+    await asyncio.gather(*set(runner._inflight.values()))
+    assert single == []  # last polled 25 s ago: asking now would beat the 30 s minimum
+    assert (await store.get_job(jobs["soon"].id)).next_run_at == jobs["soon"].next_run_at
+    await runner._claim_due()  # its lease is given back: another pass (or worker) takes it when due
+    clock.advance(5)
+    await runner._claim_due()
+    await asyncio.gather(*set(runner._inflight.values()))
+    assert single == ["soon"]
+    await provider.close()
