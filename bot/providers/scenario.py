@@ -106,6 +106,7 @@ class ScenarioProvider(Provider):
         secret = settings.api_secret.get_secret_value() if settings.api_secret else ""
         self.api = ScenarioAPI(net, settings.base_url, key, secret)
         self.quotes: dict[int, float] = {}  # max_layers -> creative units, from dry runs
+        self._quoted: set[int] = set()  # the layer counts this process priced itself
 
     # -- upload (free) ----------------------------------------------------------------------------
     async def upload(self, job: Job, workdir: Path) -> dict[str, Any]:
@@ -141,10 +142,13 @@ class ScenarioProvider(Provider):
     def recall(self, recent: Sequence[Job]) -> None:
         """The newest quote per layer count from jobs this process did not upload itself (before a
         restart, or in a worker): the next `/layers` can still state its price up front."""
+        newest: dict[int, float] = {}
         for job in recent:
             quote = job.provider_data.get("quote")
             if isinstance(quote, int | float) and not isinstance(quote, bool):
-                self.quotes.setdefault(int(job.params.get("max_layers", 6)), float(quote))
+                newest.setdefault(int(job.params.get("max_layers", 6)), float(quote))
+        # what an earlier recall read is replaced by what is newer; this process's own dry runs stay
+        self.quotes.update({layers: quote for layers, quote in newest.items() if layers not in self._quoted})
 
     async def quote(self, job: Job) -> float | None:
         """Scenario's price for this run (a dry run: nothing is spent), remembered per layer count
@@ -154,6 +158,7 @@ class ScenarioProvider(Provider):
         if not isinstance(cost, int | float):
             return None
         self.quotes[int(job.params.get("max_layers", 6))] = float(cost)
+        self._quoted.add(int(job.params.get("max_layers", 6)))
         return float(cost)
 
     # -- the paid call ------------------------------------------------------------------------------

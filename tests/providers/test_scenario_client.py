@@ -279,3 +279,26 @@ async def test_the_upload_asks_scenario_for_a_quote_by_dry_run_and_pays_nothing(
     assert data["cost"] == job.provider_data["quote"] and sandbox.paid_jobs == 1
     status, _ = await until_terminal(provider, job.evolve(remote_id=remote_id, state=JobState.SUBMITTED))
     assert status.data["cu_cost"] == job.provider_data["quote"]  # billing.cuCost, the final charge
+
+
+async def test_a_gateway_states_the_newest_price_its_workers_found(provider, tmp_path):
+    """A gateway does no dry runs of its own: it learns prices from the jobs its workers priced.
+    When Scenario's price changes, the next command states the new one, not the first it read."""
+    from bot.store import Store, new_job_id
+
+    store = await Store.open(tmp_path / "bot.db")
+    try:
+        async def priced_by_a_worker(quote: float) -> None:
+            await store.create_job(Job(id=new_job_id(), provider="scenario", kind="layers", state=JobState.SUBMITTED,
+                                       owner_id=1, channel_id=2, guild_id=3, summary="w",
+                                       params={"max_layers": 6}, provider_data={"quote": quote}))
+            await asyncio.sleep(0.01)  # created later: newer
+
+        await priced_by_a_worker(30.0)
+        provider.recall(await store.list_jobs(provider="scenario", limit=50))
+        assert provider.quotes == {6: 30.0}
+        await priced_by_a_worker(45.0)  # Scenario raised its price
+        provider.recall(await store.list_jobs(provider="scenario", limit=50))
+        assert provider.quotes == {6: 45.0}
+    finally:
+        await store.close()
