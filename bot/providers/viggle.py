@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -56,6 +57,8 @@ from bot.providers.viggle_wire import (
 log = logging.getLogger(__name__)
 
 OBJECT_KINDS = ("character", "scene", "template")
+#: the list that tells each object kind's status
+_LIST_OF = {"character": "characters", "scene": "scenes", "template": "scenes"}
 RENDER_KINDS = ("render", "mix")
 DEFAULT_MODEL = "V4_Preview"
 #: the largest upload any Discord server takes: a bigger result is only ever linked
@@ -83,6 +86,7 @@ class ViggleProvider(Provider):
         self.limits = ProviderLimits.from_settings(settings)
         key = settings.api_key.get_secret_value() if settings.api_key else ""
         self.api = ViggleApi(net, settings.base_url, key)
+        self._unlisted_until: dict[str, float] = {}  # list -> monotonic time it may be asked again
 
     # -- upload: decide URL or file, spool only when Viggle cannot fetch the link ---------------
     async def upload(self, job: Job, workdir: Path) -> dict[str, Any]:
@@ -199,10 +203,19 @@ class ViggleProvider(Provider):
     batch_status = True
     #: pages of a character or scene list one status scan may read before leaving the rest to `poll`
     batch_max_pages = 3
+    #: how long a list found missing (404), or without statuses, is not asked again (only
+    #: third-party code documents these lists: they may not exist on every account or version)
+    unlisted_seconds = 3600.0
 
     def can_batch(self, job: Job) -> bool:
         """Characters and scenes can be listed (status included); renders cannot."""
-        return job.kind in OBJECT_KINDS
+        key = _LIST_OF.get(job.kind)
+        return key is not None and time.monotonic() >= self._unlisted_until.get(key, 0.0)
+
+    def _unlisted(self, key: str, why: str) -> None:
+        self._unlisted_until[key] = time.monotonic() + self.unlisted_seconds
+        log.warning("Viggle: the %s list cannot tell status (%s); %s are polled one by one for the next "
+                    "%.0f min", key, why, key, self.unlisted_seconds / 60)
 
     async def poll_many(self, jobs: Sequence[Job]) -> dict[str, RemoteStatus]:
         """One scan of the character list and one of the scene list, newest first, back to the
@@ -211,20 +224,32 @@ class ViggleProvider(Provider):
         answers: dict[str, RemoteStatus] = {}
         for what, key, lister, kinds in (("character", "characters", self.api.list_characters, ("character",)),
                                          ("scene", "scenes", self.api.list_scenes, ("scene", "template"))):
-            wanted = {j.remote_id: j for j in jobs if j.kind in kinds and j.remote_id}
+            wanted = {j.remote_id: j for j in jobs if j.kind in kinds and j.remote_id and self.can_batch(j)}
             if not wanted:
                 continue
             since = min(j.created_at for j in wanted.values()) - timedelta(minutes=5)
+            listed = with_status = 0
             try:
                 async with contextlib.aclosing(newest_items(lister, key, since, max_pages=self.batch_max_pages)) as items:
                     async for item in items:
+                        listed += 1
+                        with_status += bool(item.get("status"))
                         job = wanted.pop(item_id(item, key), None)
                         if job is not None and item.get("status"):
                             answers[job.id] = object_status(item, what)
                         if not wanted:
                             break
-            except (ListIncomplete, Transient, NotFound) as exc:
-                log.info("Viggle: the %s list did not answer every job (%s); polling those one by one", what, exc)
+            except NotFound:
+                self._unlisted(key, "not found")
+            except ListIncomplete as exc:
+                if exc.unusable:
+                    self._unlisted(key, "not a list")
+                else:
+                    log.info("Viggle: %s; polling the jobs it did not reach one by one", exc)
+            except Transient as exc:
+                log.info("Viggle: the %s list could not be read (%s); polling those jobs one by one", key, exc)
+            if listed and not with_status:
+                self._unlisted(key, "its objects carry no status")
         return answers
 
     async def collect(self, job: Job, status: RemoteStatus, workdir: Path) -> list[Artifact]:

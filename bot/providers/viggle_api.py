@@ -134,8 +134,12 @@ class ViggleApi:
 
 
 class ListIncomplete(Exception):
-    """A list could not be read back to the wanted time (a page of the wrong shape, or the page
-    budget spent)."""
+    """A list could not be read back to the wanted time: a page of the wrong shape (`unusable`),
+    or the page budget spent."""
+
+    def __init__(self, key: str, *, unusable: bool = False) -> None:
+        super().__init__(f"the {key} list {'is not a list' if unusable else 'goes on past the pages read'}")
+        self.unusable = unusable
 
 
 async def newest_items(lister, key: str, since: datetime, *, page: int = 100,
@@ -148,7 +152,7 @@ async def newest_items(lister, key: str, since: datetime, *, page: int = 100,
         body = await lister(limit=page, offset=offset)
         items = body.get(key) if isinstance(body, dict) else body
         if not isinstance(items, list):
-            raise ListIncomplete(key)
+            raise ListIncomplete(key, unusable=True)
         older = 0
         for item in items:
             if not isinstance(item, dict):

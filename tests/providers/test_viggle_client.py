@@ -381,9 +381,18 @@ async def test_list_requests_tell_the_status_of_many_characters_and_scenes(provi
         single = await provider.poll(job)
         assert (statuses[job.id].phase, statuses[job.id].data) == (single.phase, single.data)
 
-    # a list whose items carry no status, or a list that fails, answers nothing: single polls follow
+    # a list that fails for now answers nothing (single polls follow) and is asked again next time
+    viggle.faults.add("GET", r"^/api/scenes$", 503, {"detail": "busy"}, times=None)
+    assert set(await provider.poll_many(jobs)) == {ready.id, pending[0].id, pending[1].id}
+    assert provider.can_batch(scene)
+    viggle.faults.clear()
+    # a list whose objects carry no status, or that is not there at all (only third-party code
+    # documents them), is not asked again for an hour: those kinds are polled one by one
     viggle.faults.add("GET", r"^/api/characters$", 200, passthrough=True, times=None,
                       rewrite=lambda body: {**body, "characters": [
                           {k: v for k, v in c.items() if k != "status"} for c in body["characters"]]})
-    viggle.faults.add("GET", r"^/api/scenes$", 503, {"detail": "busy"}, times=None)
+    viggle.faults.add("GET", r"^/api/scenes$", 404, {"detail": "Not Found"}, times=None)
     assert await provider.poll_many(jobs) == {}
+    assert not any(provider.can_batch(j) for j in jobs)
+    asked = len(viggle.requests)
+    assert await provider.poll_many(jobs) == {} and len(viggle.requests) == asked  # nothing asked again

@@ -15,7 +15,12 @@ BINARIES = ("initdb", "pg_ctl", "postgres")
 
 
 def missing_binaries() -> list[str]:
-    return [b for b in BINARIES if shutil.which(b) is None]
+    """The server programs found neither on PATH nor where Debian keeps them (as .ci/start-postgres
+    looks for them)."""
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: [int(x) for x in p.parent.name.split(".")
+                                                                              if x.isdigit()])
+    path = os.pathsep.join([os.environ.get("PATH", ""), *(str(p) for p in debian[-1:])])
+    return [b for b in BINARIES if shutil.which(b, path=path) is None]
 
 
 class PostgresServer:
