@@ -345,7 +345,8 @@ def database_location(settings: Settings) -> str | Path:
 
 def worker_name(settings: Settings) -> str:
     """This process's name in job leases: WORKER_ID, else (on a shared PostgreSQL) host and pid, so
-    that no process takes another's leases as its own; "" (the lone SQLite process) otherwise."""
+    that no process takes another's leases as its own; on SQLite its shard ids when it opens only
+    some (other processes open the rest); "" (the lone SQLite process) otherwise."""
     if settings.worker_id:
         return settings.worker_id
     if isinstance(database_location(settings), str):
@@ -353,4 +354,8 @@ def worker_name(settings: Settings) -> str:
         import socket
 
         return f"{socket.gethostname()}-{os.getpid()}"
+    if settings.shard_ids is not None:
+        # one of several gateway processes on one SQLite file (each opens its own shards): a name
+        # of its own, the same after a restart, so that it takes back only its own leases
+        return "shards-" + "-".join(str(i) for i in sorted(settings.shard_ids))
     return ""

@@ -161,3 +161,48 @@ async def test_a_job_taken_over_mid_upload_fetches_its_input_again_and_is_paid_o
         await b.stop()
         for closing in (a_provider.close(), b_provider.close(), a_store.close(), b_store.close(), host.stop()):
             await closing
+
+
+async def test_two_shard_processes_on_one_sqlite_file_leave_each_others_jobs_alone(tmp_path):
+    """Two gateway processes splitting the shards (SHARD_COUNT=2, SHARD_IDS=[0] and [1], no
+    WORKER_ID, as docs/scaling.md describes) on one SQLite file: when one (re)starts, it does not
+    take the job the other is in the middle of (its lease) and run the same step a second time."""
+    from bot.config import Settings, isolated_settings, worker_name
+
+    with isolated_settings():
+        names = [worker_name(Settings(discord_token="MTIz.tok.en", database_path=tmp_path / "bot.db",
+                                      shard_count=2, shard_ids=[shard])) for shard in (0, 1)]
+    remote = EchoRemote()
+    a_store, b_store = await open_store(tmp_path / "bot.db"), await open_store(tmp_path / "bot.db")
+    a_provider, b_provider = provider_for(remote), provider_for(remote)
+    polls: list[str] = []
+    polling, release = asyncio.Event(), asyncio.Event()
+
+    async def a_poll(job: Job):
+        polls.append("a")
+        polling.set()
+        await release.wait()  # a status call that takes a while
+        return remote.status(job.remote_id)
+
+    async def b_poll(job: Job):
+        polls.append("b")
+        return remote.status(job.remote_id)
+
+    a_provider.poll, b_provider.poll = a_poll, b_poll
+    await a_store.create_job(make_job(params={"text": "t"}))
+    a = Runner(a_store, {"echo": a_provider}, FakeDelivery(), spool_dir=tmp_path / "a", worker_id=names[0],
+               idle_wait=0.1)
+    b = Runner(b_store, {"echo": b_provider}, FakeDelivery(), spool_dir=tmp_path / "b", worker_id=names[1],
+               idle_wait=0.1)
+    a.start()
+    try:
+        await asyncio.wait_for(polling.wait(), 10)
+        b.start()  # the other shard's process starts (or restarts) meanwhile
+        await asyncio.sleep(0.5)
+        assert polls == ["a"]  # the job A is polling is still A's alone
+    finally:
+        release.set()
+        await a.stop(grace=1)
+        await b.stop()
+        for closing in (a_provider.close(), b_provider.close(), a_store.close(), b_store.close()):
+            await closing
