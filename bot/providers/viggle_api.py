@@ -145,8 +145,9 @@ class ListIncomplete(Exception):
 async def newest_items(lister, key: str, since: datetime, *, page: int = 100,
                        max_pages: int = 1000) -> AsyncIterator[dict[str, Any]]:
     """The objects of a list endpoint (newest first) created after `since`, page by page.
-    Reading stops at the end of the list or at a page of older objects; a list that could not be
-    read to there ends with ListIncomplete. Transient and NotFound pass through."""
+    Reading stops at the end of the list (an empty page, or `total` reached) or at a page of older
+    objects; a list that could not be read to there ends with ListIncomplete. Transient and
+    NotFound pass through."""
     offset = 0
     for _ in range(max_pages):
         body = await lister(limit=page, offset=offset)
@@ -164,8 +165,9 @@ async def newest_items(lister, key: str, since: datetime, *, page: int = 100,
             yield item
         total = body.get("total") if isinstance(body, dict) else None
         offset += len(items)
-        if not items or len(items) < page or (isinstance(total, int) and offset >= total) \
-                or (items and older == len(items)):
+        # a page shorter than asked is not the end (a server may serve fewer per page): only an
+        # empty page, the total, or a page of older objects is
+        if not items or (isinstance(total, int) and offset >= total) or older == len(items):
             return
     raise ListIncomplete(key)
 

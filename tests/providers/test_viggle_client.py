@@ -301,6 +301,14 @@ async def test_paid_post_is_sent_once_and_reconcile_finds_characters_not_renders
     submitted = await submit(provider, char_job, tmp_path / "c")
     assert await provider.reconcile(char_job) == submitted.remote_id
 
+    # a Viggle that serves fewer objects a page than asked (and no total) is read on, not taken
+    # as ended: a short page must not make "not created" of a paid character, and pay it twice
+    for n in range(4):
+        await make_character(provider, files, tmp_path, f"later{n}", hue=n)
+    viggle.faults.add("GET", r"^/api/characters$", 200, passthrough=True, times=None,
+                      rewrite=lambda body: {"characters": body["characters"][:2]})
+    assert await provider.reconcile(char_job) == submitted.remote_id
+
 
 async def test_credits_and_check(provider, viggle):
     viggle.set_credits(42)
