@@ -10,7 +10,6 @@ every (re)connect the runner is woken once to look for itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -32,12 +31,17 @@ class DueListener:
     """One LISTENing connection for one runner: `start()`, then `await close()`."""
 
     def __init__(self, url: str, wake: Callable[[], None], *, first_retry: float = 0.5, max_retry: float = 30.0,
-                 check_every: float = 30.0) -> None:
+                 check_every: float = 30.0, stable_after: float = 10.0) -> None:
         self.url = url
         self.wake = wake
         self.first_retry, self.max_retry, self.check_every = first_retry, max_retry, check_every
+        #: a connection that lasted this long counts as working: the backoff starts over after it
+        #: (one dropped at once, again and again, backs off instead of reconnecting in a loop)
+        self.stable_after = stable_after
         #: how many times it has (re)connected; set while listening
         self.connects = 0
+        #: failed or short-lived connections in a row
+        self.failures = 0
         self.listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -50,11 +54,18 @@ class DueListener:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():  # our caller is being cancelled too
+                    raise
+
+    def retry_delay(self) -> float:
+        """The wait before the next attempt: doubling with each failure in a row, capped."""
+        return min(self.max_retry, self.first_retry * 2 ** max(0, self.failures - 1))
 
     async def _run(self) -> None:
-        failures = 0
         while True:
             conn: Any = None
             try:
@@ -63,11 +74,13 @@ class DueListener:
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await conn.add_listener(DUE_CHANNEL, self._notified)
-                failures = 0
                 self.connects += 1
                 self.listening.set()
                 self.wake()  # what was sent while nobody listened is lost: look once
+                since = asyncio.get_running_loop().time()
                 await self._watch(conn, lost)
+                if asyncio.get_running_loop().time() - since >= self.stable_after:
+                    self.failures = 0  # it had been working: a fresh loss is retried quickly
                 log.warning("lost the connection that listens for new jobs; listening again shortly")
             except Exception as exc:  # refused, timed out, terminated: never fatal to the runner
                 log.warning("cannot listen for new jobs on PostgreSQL (%s: %s); trying again shortly",
@@ -76,9 +89,8 @@ class DueListener:
                 self.listening.clear()
                 if conn is not None:
                     await _drop(conn)
-            failures += 1
-            delay = min(self.max_retry, self.first_retry * 2 ** (failures - 1))
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # several workers do not retry in step
+            self.failures += 1
+            await asyncio.sleep(self.retry_delay() * random.uniform(0.5, 1.0))  # workers do not retry in step
 
     async def _watch(self, conn: Any, lost: asyncio.Event) -> None:
         """Return when the connection is lost; a quiet connection is checked now and then, since a

@@ -205,3 +205,28 @@ async def test_only_committed_changes_that_make_a_job_claimable_are_announced(pg
     finally:
         await ear.close()
         await store.close()
+
+
+async def test_a_listening_connection_dropped_at_once_again_and_again_backs_off(pg_url):
+    """A server (or a proxy) that takes the connection and drops it at once: the listener waits
+    longer each time rather than reconnecting, warning and waking the runner in a loop."""
+    from bot.store_pg_listen import DueListener
+
+    wakes = []
+    listener = DueListener(pg_url, lambda: wakes.append(1), first_retry=0.05, stable_after=10.0)
+    listener.start()
+    admin = await asyncpg.connect(pg_url)
+    try:
+        for drop in range(1, 5):
+            await _until(lambda: _has_listener(pg_url), what="listening")
+            [pid] = await _listeners(pg_url)
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+
+            async def counted(drop=drop):
+                return listener.failures == drop
+
+            await _until(counted, what=f"drop {drop} counted")
+        assert listener.retry_delay() == pytest.approx(0.05 * 2 ** 3)  # 0.05, 0.1, 0.2, then 0.4 s
+    finally:
+        await admin.close()
+        await listener.close()
