@@ -237,6 +237,8 @@ class ViggleProvider(Provider):
                         job = wanted.pop(item_id(item, key), None)
                         if job is not None and item.get("status"):
                             answers[job.id] = object_status(item, what)
+                            if answers[job.id].phase.is_terminal:  # the list's shape is not published:
+                                answers[job.id] = await self.poll(job)  # its end is read whole
                         if not wanted:
                             break
             except NotFound:
@@ -248,7 +250,7 @@ class ViggleProvider(Provider):
                     log.info("Viggle: %s; polling the jobs it did not reach one by one", exc)
             except Transient as exc:
                 log.info("Viggle: the %s list could not be read (%s); polling those jobs one by one", key, exc)
-            if listed and not with_status:
+            if listed >= 3 and not with_status:  # (one new object may not have its status yet)
                 self._unlisted(key, "its objects carry no status")
         return answers
 
