@@ -32,7 +32,7 @@ class PollBounds:
 MIN_PROGRESS_FOR_ETA = 0.02
 #: a pace measured over this much progress predicts the end well enough to aim close to it
 TRUSTED_PROGRESS = 0.1
-#: the wait between polls near and past a job's predicted end: the longest that still sees a
+#: the wait between polls once a job is past its predicted end: the longest that still sees a
 #: finished job within 5 s (polling at the provider's 3 s minimum there costs half as many polls
 #: again for a result 1 s sooner on average)
 FINAL_STEP = 4.5
@@ -128,9 +128,9 @@ def plan_poll_with_eta(bounds: PollBounds, clock: PollClock, *, phase: RemotePha
     The end is predicted from the pace of reported progress since it was first seen, or, when the
     provider reports none, from the durations of recent jobs of the same kind (their early side,
     so most jobs are seen promptly). Far from the end the wait is a share of the time left (a few
-    polls, converging; a pace measured over a good share of the job is trusted more), near it every
-    `FINAL_STEP` (never below the provider's minimum); a job past its predicted end is polled at
-    that step, stretching slowly as it grows overdue. Updates `clock`.
+    polls, converging; a pace measured over a good share of the job is trusted more, so close to
+    the end the wait shrinks to the provider's minimum); a job past its predicted end is polled
+    every `FINAL_STEP` (never below that minimum), stretching slowly as it grows overdue. Updates `clock`.
     """
     elapsed = now - clock.submitted_at
     by_history = typical_total - elapsed if typical_total is not None else None
@@ -144,7 +144,7 @@ def plan_poll_with_eta(bounds: PollBounds, clock: PollClock, *, phase: RemotePha
     else:
         if clock.running_since is None:
             clock.running_since = now
-        share = 0.5
+        share, untold = 0.5, False
         if progress is not None:
             if clock.progress0 is None or progress < clock.progress0[0]:
                 clock.progress0 = (progress, now)
@@ -158,8 +158,10 @@ def plan_poll_with_eta(bounds: PollBounds, clock: PollClock, *, phase: RemotePha
             elif clock.last is None:
                 # the first report already shows progress: it was made since the job was last
                 # seen queued at the latest, so the slowest pace it allows gives the latest end;
-                # halfway there, the next report measures the real pace
+                # halfway there, the next report measures the real pace. That end is an upper
+                # bound, not an estimate: the card is not told it.
                 remaining = eta_seconds(progress, now - (clock.queued_at or clock.submitted_at))
+                untold = True
             clock.last = (progress, now)
         if by_history is not None and remaining is None:
             # no progress: recent jobs of the kind know best (their early side already leans
@@ -170,6 +172,10 @@ def plan_poll_with_eta(bounds: PollBounds, clock: PollClock, *, phase: RemotePha
             delay = (now - clock.running_since) / 10
         elif remaining > 0:
             delay = remaining * share
+            if untold:  # recent jobs may know a nearer end; they are the card's estimate too
+                remaining = by_history if by_history is not None and by_history > 0 else None
+                if remaining is not None:
+                    delay = min(delay, remaining * 0.8)
         else:
             delay = max(bounds.minimum, FINAL_STEP) - remaining / 100  # overdue: stretch slowly
             remaining = None

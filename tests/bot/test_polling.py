@@ -133,3 +133,19 @@ def test_progress_already_made_at_the_first_report_is_paced_from_the_last_queued
     later = PollClock(queued_at=30.0)  # seen queued later: a shorter run, an earlier end
     assert _run(bounds, later, [(60, RemotePhase.RUNNING, 0.48)])[0] == pytest.approx(0.5 * 30 * 0.52 / 0.48)
     assert PollClock.from_json(later.to_json(), submitted_at=0.0) == later  # kept across restarts
+
+
+def test_the_card_is_not_told_the_slowest_pace_as_its_eta():
+    """2% done at the first report, 30 s after it was seen queued: the latest end that allows is
+    25 min away, but recent jobs of the kind took 60 s; the card says what they say, and the next
+    poll goes most of the way to their estimate (without them: halfway to that latest end)."""
+    from bot.polling import PollClock, plan_poll_with_eta
+
+    bounds = PollBounds(3.0, 3600.0)
+    plan = plan_poll_with_eta(bounds, PollClock(queued_at=0.0), phase=RemotePhase.RUNNING, progress=0.02,
+                              queue_position=None, now=30.0, typical_total=60.0)
+    assert plan.delay == pytest.approx(0.8 * 30) and plan.remaining == pytest.approx(30.0)
+    unknown = plan_poll_with_eta(bounds, PollClock(queued_at=0.0), phase=RemotePhase.RUNNING, progress=0.02,
+                                 queue_position=None, now=30.0)
+    assert unknown.remaining is None  # no estimate rather than a wrong one
+    assert unknown.delay == pytest.approx(0.5 * 30 * 0.98 / 0.02)
