@@ -227,7 +227,12 @@ class ScenarioProvider(Provider):
         since = min(j.created_at for j in jobs) - self.clock_skew
         scan = await self.api.list_jobs(created_after=_iso(since), stop_before=since, page_size=100,
                                         max_pages=self.batch_max_pages)
-        return {wanted[r["jobId"]]: self._status(r) for r in scan.jobs if r.get("jobId") in wanted}
+        answers = {wanted[r["jobId"]]: self._status(r) for r in scan.jobs if r.get("jobId") in wanted}
+        for job in jobs:  # a paid job is never ended on a list entry that lacks its layers: read it whole
+            status = answers.get(job.id)
+            if status is not None and status.phase is RemotePhase.SUCCEEDED and not status.data.get("asset_ids"):
+                answers[job.id] = await self.poll(job)
+        return answers
 
     def _status(self, remote: dict[str, Any]) -> RemoteStatus:
         raw = str(remote.get("status", ""))

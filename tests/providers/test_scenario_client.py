@@ -267,6 +267,19 @@ async def test_one_list_request_tells_the_status_of_many_jobs(provider, sandbox,
     failed = statuses["jobfail"]
     assert failed.phase is RemotePhase.FAILED and failed.hint == "Name the objects to separate."
 
+    # a list entry that says "success" without its layers is not taken as "no layers" (a paid job
+    # would fail): that job is read whole
+    def without_layers(body):
+        for entry in body["jobs"]:
+            (entry.get("metadata") or {}).pop("assetIds", None)
+        return body
+
+    sandbox.faults.add("GET", r"/v1/jobs$", 200, passthrough=True, rewrite=without_layers)
+    before = len(sandbox.requests_to(r"/v1/jobs/job"))
+    again = await provider.poll_many(jobs[:3])
+    assert [again[j.id].data["asset_ids"] for j in jobs[:3]] == [statuses[j.id].data["asset_ids"] for j in jobs[:3]]
+    assert len(sandbox.requests_to(r"/v1/jobs/job")) - before == 3
+
 
 async def test_the_upload_asks_scenario_for_a_quote_by_dry_run_and_pays_nothing(provider, sandbox, cdn, tmp_path):
     job = await uploaded(provider, cdn, tmp_path, max_layers=4)
