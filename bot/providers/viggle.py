@@ -99,7 +99,25 @@ class ViggleProvider(Provider):
                 plan = {"path": str(await spool(self.net, plan["spool"], workdir, media)),
                         "attachment": plan["spool"]}
             inputs[param] = plan
-        return {"inputs": inputs, "workdir": str(workdir)}
+        data: dict[str, Any] = {"inputs": inputs, "workdir": str(workdir)}
+        if job.kind == "mix":
+            seconds = await self._clip_seconds(inputs.get("video") or {}, workdir)
+            if seconds is not None:  # Viggle bills the output's seconds: the price, before paying
+                data["quote"] = round(seconds * (2 if job.params.get("fast") else 1), 2)
+        return data
+
+    async def _clip_seconds(self, plan: dict[str, Any], workdir: Path) -> float | None:
+        """How long a mix's driving clip is. A Discord attachment that Viggle fetches itself is
+        still read here (streamed to the spool, checked against Viggle's limits) so the render is
+        priced, and a clip Viggle would refuse is refused, before anything is paid; a user's own
+        link stays unread (None: priced after the render)."""
+        if plan.get("path"):
+            path = Path(plan["path"])
+        elif plan.get("attachment"):
+            path = await spool(self.net, plan["attachment"], workdir / "measured", "video")
+        else:
+            return None
+        return (await probe_video_async(path)).duration
 
     # -- submit: the paid call ----------------------------------------------------------------
     async def submit(self, job: Job) -> tuple[str, dict[str, Any]]:

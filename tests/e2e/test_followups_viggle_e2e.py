@@ -241,3 +241,20 @@ async def test_a_job_that_fails_before_paying_gives_its_credits_back(emu, bot, u
     assert (await settled(bot, retried))["amount"] == 1
     over = await command(emu, alice, "viggle character", name="Again", image=att)
     assert "budget is used up" in over.content
+
+
+async def test_a_mix_is_priced_from_its_clip_before_paying_and_refused_over_the_budget(emu, bot, users, viggle,
+                                                                                      media):
+    """Viggle fetches a mix's clip itself, so nothing was known of its length at the command; the
+    bot reads it (free) before the paid call: 2 s with fast is 4 credits, more than the 3 left."""
+    alice, mod = users["alice"], users["mod"]
+    await command(emu, mod, "budget set", provider="viggle", monthly_limit=3)
+    options = {"image": emu.attachment(media["alice"], "alice.png", "image/png"),
+               "video": emu.attachment(media["clip"], "dance.mp4", "video/mp4")}
+    over = job_id_of((await command(emu, alice, "viggle mix", fast=True, **options)).content)
+    job = await wait_job_state(bot, over, JobState.FAILED, timeout=20)
+    assert "Viggle priced this at 4 credits, more than the 3 credits left" in job.last_error
+    assert "nothing was spent" in job.last_error
+    assert not viggle.requests_to(r"^/api/render$", "POST") and (await settled(bot, over))["amount"] == 0
+    fits = await finished(emu, bot, await command(emu, alice, "viggle mix", **options))
+    assert (await settled(bot, fits))["amount"] == viggle.jobs[(await bot.bot.store.get_job(fits)).remote_id].cost == 2
