@@ -10,6 +10,7 @@ import abc
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -247,3 +248,13 @@ def user_message(error: BaseException, provider: str) -> str:
     if hint:
         text = f"{text}\nHint: {hint}"
     return mask(text)
+
+
+def parse_timestamp(text: Any) -> datetime | None:
+    """A provider's ISO 8601 time (`Z` or an offset such as DRF's `-08:00`); a naive one is taken
+    as UTC, and anything unreadable is None."""
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment

@@ -31,6 +31,7 @@ from bot.providers.base import (
     ProviderLimits,
     ReconcileUnknown,
     Transient,
+    parse_timestamp,
 )
 from bot.providers.scenario_api import LAYERS_MODEL, ScenarioAPI
 from bot.providers.scenario_layers import (
@@ -59,13 +60,6 @@ _UNSURE = ("{why}, so the bot cannot tell whether Scenario received this job. It
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def _parse_iso(text: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
-    except ValueError:
-        return None
 
 
 class ScenarioProvider(Provider):
@@ -194,7 +188,7 @@ class ScenarioProvider(Provider):
         for remote in scan.jobs:
             meta = remote.get("metadata") or {}
             inputs = meta.get("input") or {}
-            created = _parse_iso(remote.get("createdAt"))
+            created = parse_timestamp(remote.get("createdAt"))
             if (remote.get("jobType", "custom") == "custom" and inputs.get("video") == asset_id
                     and inputs.get("modelId", self.model_id) == self.model_id
                     and (owner is None or remote.get("ownerId") in (None, owner))

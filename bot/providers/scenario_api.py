@@ -12,13 +12,13 @@ import base64
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 
 from bot.net import Net, Pace, classify, parse_retry_after, with_retries
-from bot.providers.base import AuthFailed, ProviderError, RateLimited, Transient
+from bot.providers.base import AuthFailed, ProviderError, RateLimited, Transient, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,6 @@ class ScanResult:
     pages: int = 0
 
 
-def _parse_iso(text: Any) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 _URL = re.compile(r"https?://\S+")
 
 
@@ -180,7 +174,7 @@ class ScenarioAPI:
             if not token:
                 return ScanResult(jobs, complete=True, pages=pages)
             if stop_before is not None and page and all(
-                    (created := _parse_iso(j.get("createdAt"))) is not None and created < stop_before for j in page):
+                    (created := parse_timestamp(j.get("createdAt"))) is not None and created < stop_before for j in page):
                 return ScanResult(jobs, complete=True, pages=pages)
             if token in seen:  # a token that repeats would page forever
                 break

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,6 +33,7 @@ from bot.providers.base import (
     Transient,
     has_exact_marker,
     marked_name,
+    parse_timestamp,
 )
 from bot.providers.vid2scene_api import BlobGone, BlobRejected, RemoteScene, UploadTarget, Vid2SceneAPI
 from bot.providers.vid2scene_status import SceneDetails, parse_job, scene_details, strip_marker
@@ -96,15 +97,6 @@ def method_refusal(method: str) -> str:
     return (f"The reconstruction method `{_clean_name(method)[:20]}` does not work from a video (vid2scene takes "
             "`quest` only with a Quest capture and `generate_lod` only with a PLY); choose "
             + ", ".join(f"`{m}`" for m in VIDEO_METHODS) + ".")
-
-
-def _parse_time(text: Any) -> datetime | None:
-    """DRF's timestamps carry an offset (`...-08:00`); a naive one is taken as UTC."""
-    try:
-        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def _clean_name(name: str) -> str:
@@ -208,7 +200,7 @@ class Vid2SceneProvider(Provider):
             for scene in scenes:
                 if not has_exact_marker(scene.title, job):
                     continue
-                uploaded = _parse_time((await self.api.job(scene.job_id)).get("uploaded_at"))
+                uploaded = parse_timestamp((await self.api.job(scene.job_id)).get("uploaded_at"))
                 if uploaded is None or uploaded >= job.created_at - RECONCILE_SKEW:
                     return scene.job_id
         except (Transient, NotFound) as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,14 @@ import aiohttp
 
 from bot.models import Job
 from bot.net import STREAM_TIMEOUT, Net, with_retries
-from bot.providers.base import NotFound, ReconcileUnknown, SubmissionUnknown, Transient, has_exact_marker
+from bot.providers.base import (
+    NotFound,
+    ReconcileUnknown,
+    SubmissionUnknown,
+    Transient,
+    has_exact_marker,
+    parse_timestamp,
+)
 from bot.providers.viggle_wire import envelope_error, error_for, unwrap
 
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".mp4": "video/mp4",
@@ -158,7 +165,7 @@ async def newest_items(lister, key: str, since: datetime, *, page: int = 100,
         for item in items:
             if not isinstance(item, dict):
                 continue
-            created = _parse_time(item.get("created_at"))
+            created = parse_timestamp(item.get("created_at"))
             if created is not None and created < since:
                 older += 1
                 continue
@@ -190,14 +197,6 @@ async def find_by_marker(lister, key: str, job: Job, *, page: int = 100, max_pag
         return None
     except (ListIncomplete, Transient, NotFound) as exc:
         raise ReconcileUnknown(_UNSURE, retry_after=60) from exc
-
-
-def _parse_time(text: Any) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 #: how a user can see whether a render they were not told about was charged
