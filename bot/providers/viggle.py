@@ -240,37 +240,47 @@ class ViggleProvider(Provider):
         oldest of these jobs, answer them all. A listed object without a status, a scan cut short
         (a busy account) or a list that fails leaves its jobs to `poll`."""
         answers: dict[str, RemoteStatus] = {}
-        for what, key, lister, kinds in (("character", "characters", self.api.list_characters, ("character",)),
-                                         ("scene", "scenes", self.api.list_scenes, ("scene", "template"))):
-            wanted = {j.remote_id: j for j in jobs if j.kind in kinds and j.remote_id and self.can_batch(j)}
-            if not wanted:
-                continue
-            since = min(j.created_at for j in wanted.values()) - timedelta(minutes=5)
-            listed = with_status = 0
-            try:
-                async with contextlib.aclosing(newest_items(lister, key, since, max_pages=self.batch_max_pages)) as items:
-                    async for item in items:
-                        listed += 1
-                        with_status += bool(item.get("status"))
-                        job = wanted.pop(item_id(item, key), None)
-                        if job is not None and item.get("status"):
-                            answers[job.id] = object_status(item, what)
-                            if answers[job.id].phase.is_terminal:  # the list's shape is not published:
-                                answers[job.id] = await self.poll(job)  # its end is read whole
-                        if not wanted:
-                            break
-            except NotFound:
-                self._unlisted(key, "not found")
-            except ListIncomplete as exc:
-                if exc.unusable:
-                    self._unlisted(key, "not a list")
-                else:
-                    log.info("Viggle: %s; polling the jobs it did not reach one by one", exc)
-            except Transient as exc:
-                log.info("Viggle: the %s list could not be read (%s); polling those jobs one by one", key, exc)
-            if listed >= 3 and not with_status:  # (one new object may not have its status yet)
-                self._unlisted(key, "its objects carry no status")
+        for key, what, lister in (("characters", "character", self.api.list_characters),
+                                  ("scenes", "scene", self.api.list_scenes)):
+            wanted = {j.remote_id: j for j in jobs if j.remote_id and _LIST_OF.get(j.kind) == key and self.can_batch(j)}
+            if wanted:
+                answers |= await self._scan_list(key, what, lister, wanted)
         return answers
+
+    async def _scan_list(self, key: str, what: str, lister, wanted: dict[str, Job]) -> dict[str, RemoteStatus]:
+        """The statuses one list tells of `wanted` (remote id -> job); switches the list off when
+        it proves missing or status-less."""
+        answers: dict[str, RemoteStatus] = {}
+        since = min(j.created_at for j in wanted.values()) - timedelta(minutes=5)
+        listed = with_status = 0
+        try:
+            async with contextlib.aclosing(newest_items(lister, key, since, max_pages=self.batch_max_pages)) as items:
+                async for item in items:
+                    listed += 1
+                    with_status += bool(item.get("status"))
+                    job = wanted.pop(item_id(item, key), None)
+                    if job is not None and item.get("status"):
+                        answers[job.id] = await self._listed_status(job, item, what)
+                    if not wanted:
+                        break
+        except NotFound:
+            self._unlisted(key, "not found")
+        except ListIncomplete as exc:
+            if exc.unusable:
+                self._unlisted(key, "not a list")
+            else:
+                log.info("Viggle: %s; polling the jobs it did not reach one by one", exc)
+        except Transient as exc:
+            log.info("Viggle: the %s list could not be read (%s); polling those jobs one by one", key, exc)
+        if listed >= 3 and not with_status:  # (one new object may not have its status yet)
+            self._unlisted(key, "its objects carry no status")
+        return answers
+
+    async def _listed_status(self, job: Job, item: dict[str, Any], what: str) -> RemoteStatus:
+        """A listed object's status; one the list says is finished is read whole (the list's shape
+        is not published, and a saved scene needs its segments)."""
+        status = object_status(item, what)
+        return await self.poll(job) if status.phase.is_terminal else status
 
     async def collect(self, job: Job, status: RemoteStatus, workdir: Path) -> list[Artifact]:
         data = status.data or {}
