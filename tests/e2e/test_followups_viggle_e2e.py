@@ -7,17 +7,14 @@ import asyncio
 
 import pytest
 
-from bot.config import ViggleSettings
 from bot.costs import month_key
 from bot.models import JobState
-from bot.providers.viggle import ViggleProvider
 from sandbox.discord.interactions import CommandInputError
 from sandbox.media import image_bytes, make_video
 from sandbox.viggle import ViggleSandbox
 from tests.e2e.cards_helpers import card_buttons, custom_id, labels, select_options
-from tests.e2e.harness import BotHarness
 from tests.e2e.helpers import field, job_id_of, status_message, wait_job_state, wait_result
-from tests.support.policy import sandbox_net
+from tests.e2e.viggle_world import quick_channel_limits, viggle_harness
 
 
 @pytest.fixture
@@ -30,14 +27,9 @@ async def viggle():
 
 @pytest.fixture
 async def bot(emu, tmp_path, viggle):
-    settings = ViggleSettings(api_key=viggle.api_key, base_url=viggle.base_url, poll_min_seconds=0.05,
-                              poll_max_seconds=0.2)
-    # Discord's per-channel limits still apply, in short windows so the test stays quick
-    for bucket in ("message_create", "message_edit"):
-        emu.rate_limits.set(bucket, limit=5, per=0.5)
-    h = BotHarness(emu, tmp_path, lambda: {"viggle": ViggleProvider(settings, sandbox_net(viggle, emu))},
-                   extensions=("cogs.jobs", "cogs.viggle", "cogs.budget", "cogs.followups"),
-                   status_edit_seconds=0.15, discord_api_url=f"{emu.base_url}/api/v10")  # links to its CDN
+    quick_channel_limits(emu)
+    h = viggle_harness(emu, tmp_path, viggle, extensions=("cogs.jobs", "cogs.viggle", "cogs.budget", "cogs.followups"),
+                       discord_api_url=f"{emu.base_url}/api/v10")  # links to its CDN
     await h.start()
     yield h
     await h.stop()

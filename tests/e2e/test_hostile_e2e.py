@@ -9,14 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ViggleSettings
 from bot.models import JobState
-from bot.providers.viggle import ViggleProvider
 from sandbox.media import image_bytes, make_video
 from sandbox.viggle import ViggleSandbox
-from tests.e2e.harness import BotHarness
 from tests.e2e.helpers import finished, job_id_of, result_messages, status_message, wait_job_state
-from tests.support.policy import sandbox_net
+from tests.e2e.viggle_world import viggle_harness
 from tests.support.trap import SECRET, Trap
 
 #: not shaped like any key the Viggle client already hides, so only the bot's masking can hide it
@@ -51,9 +48,7 @@ async def relay():
 
 @pytest.fixture
 async def bot(emu, tmp_path, viggle, relay):
-    settings = ViggleSettings(api_key=KEY, base_url=viggle.base_url, poll_min_seconds=0.05, poll_max_seconds=0.2)
-    h = BotHarness(emu, tmp_path, lambda: {"viggle": ViggleProvider(settings, sandbox_net(viggle, emu, relay))},
-                   extensions=("cogs.jobs", "cogs.viggle"), status_edit_seconds=0.15, max_attempts=1)
+    h = viggle_harness(emu, tmp_path, viggle, relay, max_attempts=1)  # the sandbox's key is KEY
     await h.start()
     yield h
     await h.stop()

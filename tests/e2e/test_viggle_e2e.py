@@ -6,21 +6,19 @@ import asyncio
 
 import pytest
 
-from bot.config import ViggleSettings
 from bot.models import JobState
-from bot.providers.viggle import ViggleProvider
 from sandbox.media import image_bytes, make_video
 from sandbox.viggle import ViggleSandbox
-from tests.e2e.harness import BotHarness
 from tests.e2e.helpers import field, job_id_of, result_messages, status_message, wait_job_state, wait_result
-from tests.support.policy import sandbox_net
+from tests.e2e.viggle_world import quick_channel_limits, viggle_harness
 
 GROUP_DANCE = "1c9e7a52-3f6b-4d8a-b2e1-0f9d8c7b6a54"
 
 
 @pytest.fixture
 async def viggle():
-    svc = ViggleSandbox(credits=100, character_seconds=0.2, scene_seconds=0.2, render_seconds=1.5)  # each checkpoint outlasts the longest poll wait
+    # each render checkpoint outlasts the longest poll wait
+    svc = ViggleSandbox(credits=100, character_seconds=0.2, scene_seconds=0.2, render_seconds=1.5)
     await svc.start()
     yield svc
     await svc.stop()
@@ -28,13 +26,8 @@ async def viggle():
 
 @pytest.fixture
 async def bot(emu, tmp_path, viggle):
-    settings = ViggleSettings(api_key=viggle.api_key, base_url=viggle.base_url, poll_min_seconds=0.05,
-                              poll_max_seconds=0.2)
-    # Discord's per-channel limits still apply, in short windows so the test stays quick
-    for bucket in ("message_create", "message_edit"):
-        emu.rate_limits.set(bucket, limit=5, per=0.5)
-    h = BotHarness(emu, tmp_path, lambda: {"viggle": ViggleProvider(settings, sandbox_net(viggle, emu))},
-                   extensions=("cogs.jobs", "cogs.viggle"), status_edit_seconds=0.15)
+    quick_channel_limits(emu)
+    h = viggle_harness(emu, tmp_path, viggle)
     await h.start()
     yield h
     await h.stop()
