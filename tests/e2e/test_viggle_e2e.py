@@ -175,6 +175,13 @@ async def test_refusals_are_specific_and_spend_nothing(emu, bot, users, viggle, 
     viggle.scene_seconds = 30
     await run_job(emu, bot, alice, "viggle scene", state=JobState.SUBMITTED, name="Slow",
                   video=emu.attachment(media["clip"], "dance.mp4", "video/mp4"))
+    # the user picks the pending scene once the list offers it (saved just after the submission)
+    for _ in range(200):
+        offered = await emu.autocomplete("viggle render", focused="scene", value="slow", options={}, user=alice)
+        if offered:
+            break
+        await asyncio.sleep(0.05)
+    assert [c["name"] for c in offered] == ["Slow · V4 · pending"]
     reply = await reply_to(emu, alice, "viggle render", scene="Slow", character="Alice")
     assert "not ready yet" in reply.content and "pending" in reply.content
     assert len(viggle.requests_to(r"^/api/render$", "POST")) == renders_before
