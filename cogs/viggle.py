@@ -75,10 +75,27 @@ async def ready(bot, provider, obj: SavedObject) -> SavedObject:
 async def find(bot, owner: int, kind: str, value: str) -> SavedObject:
     found = find_saved(await saved(bot, owner, kind, limit=200), value)
     if found is None:
+        making = await _in_the_making(bot, owner, kind, value)
+        if making is not None:
+            job_id, name = making
+            raise Refusal(f"Your {kind} `{discord.utils.escape_markdown(name)[:60]}` is not ready yet: job "
+                          f"`{job_id}` is still making it. Try again once it has been announced.")
         maker = "/viggle character" if kind == "character" else "/viggle scene` or `/viggle template"
         raise Refusal(f"You have no {kind} called `{discord.utils.escape_markdown(value)[:60]}`. "
                       f"Pick one from the list, or make one with `{maker}`.")
     return found
+
+
+async def _in_the_making(bot, owner: int, kind: str, value: str) -> tuple[str, str] | None:
+    """The id and name of the owner's live job that will save a `kind` by this name, if one is under way:
+    the saved object only exists once Viggle has accepted it."""
+    kinds = ("scene", "template") if kind == "scene" else (kind,)
+    folded = value.strip().casefold()
+    for job in await bot.store.list_jobs(owner_id=owner, provider=PROVIDER, live_only=True, limit=50):
+        name = str(job.params.get("name") or "").strip()
+        if job.kind in kinds and name.casefold() == folded:
+            return job.id, name
+    return None
 
 
 def _seconds(scene: SavedObject) -> float | None:

@@ -172,6 +172,14 @@ async def test_refusals_are_specific_and_spend_nothing(emu, bot, users, viggle, 
     assert "PNG or JPG" in reply.content
     assert len(viggle.requests_to(r"^/api/render$", "POST")) == renders_before
 
+    # a scene still on its way to Viggle (held back by a rate limit) is named as being made, not unknown
+    viggle.faults.rate_limit("POST", r"^/api/scenes/preprocess$", retry_after=3)
+    held = job_id_of((await reply_to(emu, alice, "viggle scene", name="Later",
+                                     video=emu.attachment(media["clip"], "dance.mp4", "video/mp4"))).content)
+    reply = await reply_to(emu, alice, "viggle render", scene="later", character="Alice")
+    assert "`Later` is not ready yet" in reply.content and f"job `{held}` is still making it" in reply.content
+    await wait_job_state(bot, held, JobState.DONE, timeout=20)
+
     viggle.scene_seconds = 30
     await run_job(emu, bot, alice, "viggle scene", state=JobState.SUBMITTED, name="Slow",
                   video=emu.attachment(media["clip"], "dance.mp4", "video/mp4"))
