@@ -313,6 +313,12 @@ class Runner:
 
     # -- one step -------------------------------------------------------------------------------
     async def _drive(self, job: Job, lane: Lane = CHORES, status: RemoteStatus | None = None) -> None:
+        try:
+            await self._drive_once(job, lane, status)
+        except StaleJob:  # taken over (our lease ran out): the new owner carries on, we write nothing
+            log.info("job %s: taken over by another worker; leaving it to them", job.id)
+
+    async def _drive_once(self, job: Job, lane: Lane, status: RemoteStatus | None) -> None:
         provider = self.providers.get(job.provider)
         if job.state.is_terminal:  # only chores are left: they need no provider slot
             try:
@@ -328,7 +334,7 @@ class Runner:
         # the lane's slot was taken when the job was claimed: no waiting here
         try:
             if lane[1] != POLL:  # a heavy step: start from the newest copy (a cancel, say)
-                job = await self.store.get_job(job.id) or job
+                job = await self.store.reload(job)
             if not job.state.is_live:
                 return
             blocked = (self._not_before.get(job.provider, self.clock()) - self.clock()).total_seconds()
@@ -479,7 +485,7 @@ class Runner:
                                              f"{amount_words(job.provider, exc.amount)}, more than the "
                                              f"{amount_words(job.provider, exc.left)} left in this server's "
                                              "monthly budget; nothing was spent.")
-        fresh = await self.store.get_job(job.id) or job
+        fresh = await self.store.reload(job)
         if fresh.cancel_requested:  # cancelled while uploading: stop before paying
             return await self._cancel(fresh, provider)
         job = await self.store.update(fresh, submit_intent_at=self.clock())
@@ -554,7 +560,7 @@ class Runner:
 
     # -- endings and retries ----------------------------------------------------------------------
     async def _retry_later(self, job: Job, delay: float, *, count: bool, error: str | None = None) -> Job:
-        current = await self.store.get_job(job.id) or job
+        current = await self.store.reload(job)
         if current.state.is_terminal:
             return current
         attempts = current.attempts + 1 if count else current.attempts
@@ -562,7 +568,7 @@ class Runner:
                                        next_run_at=self.clock() + timedelta(seconds=delay))
 
     async def _after_error(self, job: Job, message: str, *, outage: bool = False, poll_max: float = 300.0) -> Job:
-        current = await self.store.get_job(job.id) or job
+        current = await self.store.reload(job)
         if current.state is JobState.DELIVERING and outage:
             # the work is done and paid for: a Discord outage only delays it (backoff capped at 5 min)
             return await self._retry_later(current, retry_backoff(current.attempts + 1), count=True, error=message)
@@ -576,7 +582,7 @@ class Runner:
         return await self._retry_later(current, retry_backoff(current.attempts + 1), count=True, error=message)
 
     async def _fail(self, job: Job, reason: str) -> Job:
-        current = await self.store.get_job(job.id) or job
+        current = await self.store.reload(job)
         if current.state.is_terminal:
             return current
         return await self._end(current, JobState.FAILED, self.providers.get(job.provider), last_error=reason,
@@ -585,7 +591,7 @@ class Runner:
     async def _end(self, job: Job, state: JobState, provider: Provider | None, **changes) -> Job:
         """Write the job's end together with the chores it owes, then do them. A crash after the
         write leaves them on the row for the next pass, so nothing of the ending is lost."""
-        current = await self.store.get_job(job.id) or job
+        current = await self.store.reload(job)
         # the saved object first: the result card's follow-up buttons offer it as soon as they show
         owed = [Chore.SAVED] if state is JobState.DONE and current.remote_id else []
         owed.append(Chore.CARD)
@@ -641,7 +647,7 @@ class Runner:
     async def _do_chores(self, job: Job, provider: Provider | None) -> Job:
         """Do each chore the row owes, striking it off once done. What fails stays owed: a finished
         job is due again after a backoff; a live one retries at its next step."""
-        job = await self.store.get_job(job.id) or job
+        job = await self.store.reload(job)
         for name in list(job.finish_pending):
             try:
                 done = await self._chore(job, name, provider)
@@ -656,7 +662,7 @@ class Runner:
                 log.log(logging.ERROR if done else logging.WARNING, "job %s: chore %s failed%s: %s", job.id, name,
                         ", giving up on it" if done else ", will try again", exc, exc_info=not is_outage(exc))
             if done:
-                fresh = await self.store.get_job(job.id) or job
+                fresh = await self.store.reload(job)
                 job = await self.store.update(fresh, finish_pending=tuple(c for c in fresh.finish_pending if c != name))
         if job.finish_pending and job.state.is_terminal:
             attempts = job.attempts + 1

@@ -521,6 +521,17 @@ class Store:
         rows = await self._db.execute_fetchall("SELECT * FROM jobs WHERE id = ?", (job_id,))  # one hop
         return _from_row(rows[0]) if rows else None
 
+    async def reload(self, job: Job) -> Job:
+        """The job as stored now, still under the lease `job` was claimed with. Raises StaleJob
+        once another worker has taken it over (its fencing token moved on): a copy read afresh
+        must not lend a stalled worker the new owner's token."""
+        fresh = await self.get_job(job.id)
+        if fresh is None:
+            return job
+        if fresh.lease_token != job.lease_token:
+            raise StaleJob(f"job {job.id} was taken over by another worker")
+        return fresh
+
     async def _write(self, job: Job, new: Job) -> Job:
         changed = {n: getattr(new, n) for n in _JOB_COLUMNS if getattr(new, n) != getattr(job, n)}
         changed["updated_at"] = new.updated_at

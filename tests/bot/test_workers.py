@@ -163,6 +163,54 @@ async def test_a_job_taken_over_mid_upload_fetches_its_input_again_and_is_paid_o
             await closing
 
 
+async def test_a_worker_frozen_in_its_last_read_before_paying_does_not_pay_again(location, tmp_path):
+    """Worker A froze while reading the job afresh right before the paid call; B took it over and
+    finished it. The copy A then reads carries B's fencing token: A must not borrow it to pay."""
+    remote = EchoRemote()
+    a_store, b_store = await open_store(location), await open_store(location)
+    a_provider, b_provider = provider_for(remote), provider_for(remote)
+    frozen, release = asyncio.Event(), asyncio.Event()
+    read = a_store.get_job
+
+    async def read_then_freeze(job_id):
+        row = await read(job_id)
+        if row and row.state is JobState.UPLOADING and row.provider_data.get("_uploaded") and not frozen.is_set():
+            frozen.set()
+            await release.wait()  # a GC pause or a stopped VM between the query and its answer
+            return await read(job_id)
+        return row
+
+    a_store.get_job = read_then_freeze
+    job = await a_store.create_job(make_job(params={"text": "t"}))
+    a = Runner(a_store, {"echo": a_provider}, FakeDelivery(), spool_dir=tmp_path / "a", worker_id="a",
+               lease_seconds=0.6, idle_wait=0.1)
+    b_delivery = FakeDelivery()
+    b = Runner(b_store, {"echo": b_provider}, b_delivery, spool_dir=tmp_path / "b", worker_id="b",
+               lease_seconds=5, idle_wait=0.1)
+    a.start()
+    try:
+        await asyncio.wait_for(frozen.wait(), 10)
+        a._loop_task.cancel()  # A stops renewing its lease, as a frozen process would
+        b.start()
+
+        async def finished():
+            row = await b_store.get_job(job.id)
+            return row.state is JobState.DONE and not row.finish_pending
+
+        await _until(finished)
+        before = await b_store.get_job(job.id)
+        release.set()
+        await asyncio.sleep(0.5)
+        assert remote.submits == 1 and b_delivery.delivered == [job.id]
+        assert await b_store.get_job(job.id) == before  # A wrote nothing either
+    finally:
+        release.set()
+        await a.stop(grace=1)
+        await b.stop()
+        for closing in (a_provider.close(), b_provider.close(), a_store.close(), b_store.close()):
+            await closing
+
+
 async def test_two_shard_processes_on_one_sqlite_file_leave_each_others_jobs_alone(tmp_path):
     """Two gateway processes splitting the shards (SHARD_COUNT=2, SHARD_IDS=[0] and [1], no
     WORKER_ID, as docs/scaling.md describes) on one SQLite file: when one (re)starts, it does not
