@@ -49,6 +49,9 @@ FINAL_ERRORS = (InputRejected, AuthFailed, OutOfCredits, NotFound, SubmissionUnk
 NOT_CREATED = (InputRejected, AuthFailed, OutOfCredits, RateLimited)
 #: steps that run after the paid call, on work that exists at the provider
 _PAID_STEPS = (JobState.SUBMITTED, JobState.RUNNING, JobState.COLLECTING)
+#: a job answered by list requests is still asked on its own this often: a list that lags (a
+#: cached page) must not keep a finished, paid job "running" until its deadline
+ASK_ALONE_EVERY = 600.0
 #: among several workers, a job of a provider this worker lacks is failed only once it has been due
 #: this long with no worker taking it (another one may have that provider)
 ORPHANED_AFTER = 3600.0
@@ -276,7 +279,8 @@ class Runner:
         if lane[1] != POLL or provider is None or not provider.batch_status or self._not_before.get(lane[0], now) > now:
             return []
         return [j for j in jobs if j.remote_id and not j.cancel_requested and not j.attempts and not j.last_error
-                and (j.deadline_at is None or now <= j.deadline_at) and provider.can_batch(j)]
+                and (j.deadline_at is None or now <= j.deadline_at) and provider.can_batch(j)
+                and now.timestamp() - _asked_alone(j) < ASK_ALONE_EVERY]
 
     async def _claim_riders(self, lane: Lane, free: int, now: datetime, claimed: list[Job]) -> list[Job]:
         """Jobs of a batched poll's provider due within its `batch_ahead_seconds`: the list request
@@ -557,6 +561,8 @@ class Runner:
         fields["eta"] = now + timedelta(seconds=plan.remaining) if plan.remaining is not None else None
         fields["next_run_at"] = now + timedelta(seconds=plan.delay)
         fields["provider_data"] = {**job.provider_data, "_poll": clock.to_json()}
+        if known is None:
+            fields["provider_data"]["_asked_alone"] = round(now.timestamp(), 3)
         if job.state is JobState.SUBMITTED and status.phase is RemotePhase.RUNNING:
             return await self.store.transition(job, JobState.RUNNING, **fields)
         return await self.store.update(job, **fields)
@@ -720,6 +726,12 @@ class Runner:
     async def _clean(self, job: Job) -> None:
         """Drop the job's spool files (large; removed in a thread)."""
         await asyncio.to_thread(shutil.rmtree, self.spool_dir / job.id, True)
+
+
+def _asked_alone(job: Job) -> float:
+    """When the provider was last asked about this job on its own (else when the job was made)."""
+    value = job.provider_data.get("_asked_alone")
+    return float(value) if isinstance(value, int | float) else job.created_at.timestamp()
 
 
 def _with(job: Job, *chores: Chore) -> tuple[str, ...]:

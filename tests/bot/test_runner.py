@@ -716,3 +716,42 @@ async def test_jobs_a_failed_pass_claimed_are_given_back_at_once(store, tmp_path
     await asyncio.gather(*set(runner._inflight.values()))
     assert sorted(polled) == ["a", "b"]
     await provider.close()
+
+
+async def test_a_job_a_lagging_list_keeps_calling_running_is_still_asked_alone_now_and_then(store, tmp_path):
+    """A list that lags (a cached page) says "running" for a job that has finished. The runner
+    still asks about each job on its own every ASK_ALONE_EVERY seconds, so the paid result is
+    collected rather than failed at the deadline."""
+    from datetime import timedelta
+
+    from bot.models import RemotePhase
+    from bot.runner import ASK_ALONE_EVERY
+
+    class LaggingList(EchoProvider):
+        batch_status = True
+
+        async def poll_many(self, jobs):
+            listed.extend(j.params["text"] for j in jobs)
+            return {j.id: RemoteStatus(RemotePhase.RUNNING) for j in jobs}
+
+        async def poll(self, job):
+            alone.append(job.params["text"])
+            return RemoteStatus(RemotePhase.SUCCEEDED, progress=1.0)
+
+    listed: list[str] = []
+    alone: list[str] = []
+    clock = Clock()
+    provider = LaggingList(EchoRemote(), Net(), limits=ProviderLimits(poll_min=30, poll_max=60))
+    runner = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool", clock=clock)
+    jobs = [await store.create_job(make_job(state=JobState.RUNNING, remote_id=f"r-{t}", params={"text": t},
+                                            next_run_at=clock.now, deadline_at=clock.now + timedelta(hours=2)))
+            for t in ("a", "b")]
+    elapsed = 0.0
+    while elapsed < ASK_ALONE_EVERY + 120 and not alone:
+        await runner._claim_due()
+        await asyncio.gather(*set(runner._inflight.values()))
+        clock.advance(60)
+        elapsed += 60
+    assert listed and sorted(alone) == ["a", "b"]  # batched until then, each asked alone once
+    assert [(await store.get_job(j.id)).state for j in jobs] == [JobState.COLLECTING] * 2
+    await provider.close()
