@@ -58,6 +58,11 @@ _UNSURE = ("{why}, so the bot cannot tell whether Scenario received this job. It
            "before running it again.")
 
 
+def _known(value: Any, table: dict[str, Any]) -> bool:
+    """Whether a field of a list entry (any JSON) is one of `table`'s keys."""
+    return isinstance(value, str) and value in table
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
@@ -213,15 +218,17 @@ class ScenarioProvider(Provider):
 
     async def poll_many(self, jobs: Sequence[Job]) -> dict[str, RemoteStatus]:
         """One scan of the job list (newest first, 100 a page) back to the oldest of these jobs'
-        creation answers them all; jobs the scan did not reach in `batch_max_pages` are left to
-        `poll` (a busy account with many newer jobs)."""
+        creation, stopping once all are found, answers them all. Jobs the scan did not reach in
+        `batch_max_pages` (a busy account with many newer jobs), and jobs listed without a status
+        the bot knows (the list would say "running" for ever), are left to `poll`."""
         wanted = {j.remote_id: j.id for j in jobs if j.remote_id}
         if not wanted:
             return {}
         since = min(j.created_at for j in jobs) - self.clock_skew
         scan = await self.api.list_jobs(created_after=_iso(since), stop_before=since, page_size=100,
-                                        max_pages=self.batch_max_pages)
-        answers = {wanted[r["jobId"]]: self._status(r) for r in scan.jobs if r.get("jobId") in wanted}
+                                        max_pages=self.batch_max_pages, until_found=set(wanted))
+        answers = {wanted[r["jobId"]]: self._status(r) for r in scan.jobs
+                   if _known(r.get("jobId"), wanted) and _known(r.get("status"), _PHASES)}
         for job in jobs:  # a paid job is never ended on a list entry that lacks its layers: read it whole
             status = answers.get(job.id)
             if status is not None and status.phase is RemotePhase.SUCCEEDED and not status.data.get("asset_ids"):
