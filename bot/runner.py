@@ -12,6 +12,7 @@ object, spool removal), and the same loop does them until none is left, across r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import shutil
@@ -48,6 +49,9 @@ FINAL_ERRORS = (InputRejected, AuthFailed, OutOfCredits, NotFound, SubmissionUnk
 NOT_CREATED = (InputRejected, AuthFailed, OutOfCredits, RateLimited)
 #: steps that run after the paid call, on work that exists at the provider
 _PAID_STEPS = (JobState.SUBMITTED, JobState.RUNNING, JobState.COLLECTING)
+#: among several workers, a job of a provider this worker lacks is failed only once it has been due
+#: this long with no worker taking it (another one may have that provider)
+ORPHANED_AFTER = 3600.0
 
 #: a runner lane: (provider, POLL or WORK), or CHORES for finished jobs' chores (no provider slot)
 Lane = tuple[str | None, str]
@@ -195,32 +199,54 @@ class Runner:
         await self._tend_leases()
         for lane, capacity in self._capacity.items():
             free = capacity - len(self._busy[lane])
-            if free <= 0:
-                continue
-            name, kind = lane
-            claim = functools.partial(self.store.claim_due, now, worker=self.worker_id or "local",
-                                      lease_seconds=self.lease_seconds)
+            if free > 0:
+                await self._fill(lane, free, now)
+        wait = self.idle_wait
+        if self._inflight:  # leases are extended only between waits: wake in time to extend them
+            wait = min(wait, self.lease_seconds / 3)
+        next_due = await self.store.next_due_at(after=now)
+        if next_due is not None:
+            wait = min(wait, max(0.0, (next_due - self.clock()).total_seconds()))
+        return wait
+
+    async def _fill(self, lane: Lane, free: int, now: datetime) -> None:
+        """Claim a lane's due jobs and start them. Whatever a failing pass claimed but did not
+        start is given back at once (else it would wait out its lease)."""
+        name, kind = lane
+        worker = self.worker_id or "local"
+        claim = functools.partial(self.store.claim_due, now, worker=worker, lease_seconds=self.lease_seconds)
+        claimed: list[Job] = []
+        try:
             if lane == CHORES:
-                jobs = await claim(limit=free, states=TERMINAL_STATES)
-                if len(jobs) < free:  # live jobs of a provider no longer configured: failed without one
-                    jobs += await claim(limit=free - len(jobs), not_providers=self.providers, states=_LIVE_STATES)
+                claimed += await claim(limit=free, states=TERMINAL_STATES)
+                if len(claimed) < free:
+                    # live jobs of a provider this bot no longer has are failed with a reason. Alone, at
+                    # once; among several workers only when none has run them for a long while (the
+                    # others may have it: a worker missing a key, a rolling upgrade)
+                    orphaned = now - timedelta(seconds=ORPHANED_AFTER) if self.worker_id else None
+                    claimed += await claim(limit=free - len(claimed), not_providers=self.providers,
+                                           states=_LIVE_STATES, due_by=orphaned)
             else:
-                jobs = await claim(limit=free, provider=name, states=_POLL_STATES if kind == POLL else _WORK_STATES)
-            jobs = [job for job in jobs if job.id not in self._inflight]  # still ending a step elsewhere
+                claimed += await claim(limit=free, provider=name,
+                                       states=_POLL_STATES if kind == POLL else _WORK_STATES)
+            jobs = [job for job in claimed if job.id not in self._inflight]  # still ending a step elsewhere
             batch = self._batchable(jobs, lane, now)
             if batch:
-                jobs += await self._claim_riders(lane, free - len(jobs), now, jobs)
+                riders = await self._claim_riders(lane, free - len(jobs), now, jobs)
+                claimed += riders
+                jobs += riders
                 batch = self._batchable(jobs, lane, now)
             if len(batch) > 1:  # one list request answers them all
                 self._spawn(batch, lane, self._drive_batch(batch, lane), f"jobs-{len(batch)}-{batch[0].id}")
                 jobs = [job for job in jobs if job not in batch]
             for job in jobs:
                 self._spawn([job], lane, self._drive(job, lane), f"job-{job.id}")
-        wait = self.idle_wait
-        next_due = await self.store.next_due_at(after=now)
-        if next_due is not None:
-            wait = min(wait, max(0.0, (next_due - self.clock()).total_seconds()))
-        return wait
+        except BaseException:
+            idle = [job.id for job in claimed if job.id not in self._inflight]
+            if idle:
+                with contextlib.suppress(Exception):
+                    await self.store.release_leases(worker, idle)
+            raise
 
     async def _tend_leases(self) -> None:
         """Give back the leases of steps that ended, and extend those still running well before
@@ -421,8 +447,10 @@ class Runner:
             return await self._cancel(job, provider)
         waiting_on_provider = job.state in (JobState.ACCEPTED, JobState.SUBMITTED, JobState.RUNNING) or (
             job.state is JobState.UPLOADING and job.submit_intent_at is None)
-        if job.deadline_at is not None and now > job.deadline_at and waiting_on_provider:
-            # never once results exist (they are paid for) nor while a submission may exist unrecorded
+        answered = status is not None and status.phase.is_terminal  # a batched poll's answer, in hand
+        if job.deadline_at is not None and now > job.deadline_at and waiting_on_provider and not answered:
+            # never once results exist (they are paid for) nor while a submission may exist unrecorded;
+            # nor when a list request that began before the deadline came back with the job finished
             return await self._deadline(job, provider)
         workdir = self.spool_dir / job.id
         match job.state:

@@ -275,6 +275,8 @@ class Store:
 
     #: dialect: the smaller of two values; what makes a claim skip rows another worker is taking
     _LEAST = "MIN"
+    #: a case-insensitive LIKE (SQLite's own LIKE is, for ASCII)
+    _LIKE = "LIKE"
     _SKIP_LOCKED = ""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
@@ -368,6 +370,10 @@ class Store:
         """Make concurrent creations for the same guild or owner wait for each other (on SQLite,
         BEGIN IMMEDIATE already does; PostgreSQL takes advisory locks)."""
 
+    async def _serialize_budget(self, db: Any, guild_id: int) -> None:
+        """Make concurrent bookings against one guild's budget wait for each other (SQLite: BEGIN
+        IMMEDIATE already does; PostgreSQL takes the guild's advisory lock)."""
+
     async def _announce(self, db: Any, provider: str) -> None:
         """Tell other processes' runners, in this transaction, that a job may be claimable sooner
         (PostgreSQL NOTIFYs; on SQLite one process wakes its own runner)."""
@@ -433,7 +439,7 @@ class Store:
         """Each user's booked spend this month, largest first (estimates until the provider reports)."""
         async with self._db.execute(
                 "SELECT owner_id, SUM(amount) AS total FROM ledger WHERE guild_id = ? AND provider = ? AND month = ? "
-                "GROUP BY owner_id HAVING total > 0 ORDER BY total DESC", (guild_id, provider, month)) as cur:
+                "GROUP BY owner_id HAVING SUM(amount) > 0 ORDER BY total DESC", (guild_id, provider, month)) as cur:
             return [(int(r[0]), float(r[1])) for r in await cur.fetchall()]
 
     async def ledger_entry(self, job_id: str) -> dict[str, Any] | None:
@@ -465,13 +471,12 @@ class Store:
         return int(row[0]) if row else None
 
     async def take_pending(self, token: str, owner_id: int) -> dict[str, Any] | None:
-        """The waiting command, removed in the same transaction: a double click starts it once."""
-        async with self.transaction() as db:
-            async with db.execute("SELECT request FROM pending_starts WHERE token = ? AND owner_id = ? "
-                                  "AND created_at >= ?", (token, owner_id, _ts(utcnow()) - PENDING_SECONDS)) as cur:
-                row = await cur.fetchone()
-            await db.execute("DELETE FROM pending_starts WHERE token = ? AND owner_id = ?", (token, owner_id))
-        return json.loads(row[0]) if row else None
+        """The waiting command, taken by one statement that removes it: of two clicks at once (in
+        any processes) only one gets it, so it starts once."""
+        rows = await self._returning("DELETE FROM pending_starts WHERE token = ? AND owner_id = ? "
+                                     "RETURNING request, created_at", (token, owner_id))
+        fresh = [r for r in rows if float(r[1]) >= _ts(utcnow()) - PENDING_SECONDS]
+        return json.loads(fresh[0][0]) if fresh else None
 
     async def requote_charge(self, job_id: str, amount: float) -> None:
         """A firmer estimate before paying (a provider's quote): re-checked against the budget in one
@@ -481,6 +486,7 @@ class Store:
                 row = await cur.fetchone()
             if row is None:
                 return
+            await self._serialize_budget(db, row["guild_id"])
             limit = await self._limit(db, row["guild_id"], row["provider"])
             if limit is not None:
                 others = await self._spent(db, row["guild_id"], row["provider"], row["month"]) - row["amount"]
@@ -601,8 +607,8 @@ class Store:
         if provider is not None:
             where.append("provider = ?")
             params.append(provider)
-        if not_providers is not None:
-            names = list(not_providers)
+        names = list(not_providers or ())
+        if names:  # `NOT IN ()` is SQLite's, not PostgreSQL's
             where.append(f"provider NOT IN ({', '.join('?' for _ in names)})")
             params += names
         if states is not None:
@@ -750,7 +756,8 @@ class Store:
             where.append("owner_id = ?")
             params.append(owner_id)
         if name_contains:
-            where.append("(name LIKE ? ESCAPE '\\' OR remote_id LIKE ? ESCAPE '\\')")
+            # case-insensitive on both backends (SQLite's LIKE is, for ASCII; PostgreSQL needs ILIKE)
+            where.append(f"(name {self._LIKE} ? ESCAPE '\\' OR remote_id {self._LIKE} ? ESCAPE '\\')")
             pattern = "%" + name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             params += [pattern, pattern]
         sql = f"SELECT * FROM saved_objects WHERE {' AND '.join(where)} ORDER BY updated_at DESC LIMIT ?"

@@ -213,6 +213,7 @@ class PgStore(Store):
     """The store on PostgreSQL: `await PgStore.open("postgresql://...")`."""
 
     _LEAST = "LEAST"
+    _LIKE = "ILIKE"
     _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, pool: asyncpg.Pool, url: str = "") -> None:
@@ -247,8 +248,11 @@ class PgStore(Store):
         """Live-job limits and the guild's budget are checked and the job inserted under a lock
         per guild, then per owner (always in that order), held to the end of the transaction."""
         if job.guild_id is not None:
-            await db.execute("SELECT pg_advisory_xact_lock(?)", (job.guild_id,))
+            await self._serialize_budget(db, job.guild_id)
         await db.execute("SELECT pg_advisory_xact_lock(?)", (job.owner_id,))
+
+    async def _serialize_budget(self, db: Any, guild_id: int) -> None:
+        await db.execute("SELECT pg_advisory_xact_lock(?)", (guild_id,))
 
     # -- wake-ups across processes --------------------------------------------------------------
     async def _announce(self, db: Any, provider: str) -> None:

@@ -16,10 +16,8 @@ def make_job(owner: int = 1) -> Job:
 
 
 @pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "bot.db")
-    yield s
-    await s.close()
+async def store(reopen):
+    return await reopen()
 
 
 async def test_simultaneous_charges_for_the_last_credits_cannot_both_pass(store):
@@ -63,3 +61,34 @@ async def test_a_waiting_command_is_taken_once_and_only_by_its_owner(store):
     taken = await asyncio.gather(*(store.take_pending("abc123abc123", 7) for _ in range(3)))
     assert [t for t in taken if t] == [{"provider": "viggle", "kind": "character"}]
     assert await store.pending_owner("abc123abc123") is None
+
+
+async def test_a_double_click_landing_on_two_processes_starts_the_command_once(reopen):
+    gateway, other = await reopen(), await reopen()
+    for attempt in range(5):
+        token = f"tok{attempt}tok{attempt}"
+        await gateway.save_pending(token, 7, {"provider": "viggle", "kind": "render"})
+        taken = await asyncio.gather(gateway.take_pending(token, 7), other.take_pending(token, 7))
+        assert [t for t in taken if t] == [{"provider": "viggle", "kind": "render"}]
+
+
+async def test_two_workers_requoting_at_once_cannot_both_pass_the_budget(reopen, monkeypatch):
+    """Each quote fits alone; together they would overspend. The check and the write of one must
+    not interleave with the other's (another process, on PostgreSQL)."""
+    a, b = await reopen(), await reopen()
+    await a.set_budget(100, "viggle", monthly_limit=10, confirm_above=None, by=9)
+    first, second = make_job(owner=1), make_job(owner=2)
+    for job in (first, second):
+        await a.create_job(job, charge=Charge("viggle", 100, "2026-11", 1.0))
+    spent = Store._spent
+
+    async def slow_spent(db, *args):  # a slow round trip between the check and the write
+        value = await spent(db, *args)
+        await asyncio.sleep(0.2)
+        return value
+
+    monkeypatch.setattr(Store, "_spent", staticmethod(slow_spent))
+    results = await asyncio.gather(a.requote_charge(first.id, 8.0), b.requote_charge(second.id, 8.0),
+                                   return_exceptions=True)
+    assert sorted(type(r).__name__ for r in results) == ["BudgetExceeded", "NoneType"]
+    assert await a.month_spent(100, "viggle", "2026-11") == 9

@@ -646,3 +646,73 @@ async def test_a_rider_the_list_leaves_out_is_polled_when_due_not_early(store, t
     await asyncio.gather(*set(runner._inflight.values()))
     assert single == ["soon"]
     await provider.close()
+
+
+async def test_a_finished_job_a_slow_list_answered_is_collected_even_past_its_deadline(store, tmp_path):
+    """The list request began before the job's deadline and came back saying it finished: the paid
+    result is collected, not failed and cancelled (Viggle's cancel deletes the object)."""
+    from datetime import timedelta
+
+    from bot.models import RemotePhase
+
+    class SlowListing(EchoProvider):
+        batch_status = True
+
+        async def poll_many(self, jobs):
+            clock.advance(4)  # pages, a retried 502, reads of the finished objects
+            return {j.id: RemoteStatus(RemotePhase.SUCCEEDED, progress=1.0) for j in jobs}
+
+        async def cancel(self, job):
+            cancelled.append(job.params["text"])
+
+    cancelled: list[str] = []
+    clock = Clock()
+    provider = SlowListing(EchoRemote(), Net(), limits=ProviderLimits(poll_min=3, poll_max=60))
+    runner = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool", clock=clock)
+    jobs = [await store.create_job(make_job(state=JobState.RUNNING, remote_id=f"r-{text}", params={"text": text},
+                                            next_run_at=clock.now, deadline_at=clock.now + timedelta(seconds=end)))
+            for text, end in (("tight", 3), ("loose", 60))]
+    await runner._claim_due()
+    await asyncio.gather(*set(runner._inflight.values()))
+    assert [(await store.get_job(j.id)).state for j in jobs] == [JobState.COLLECTING] * 2
+    assert cancelled == []
+    await provider.close()
+
+
+async def test_jobs_a_failed_pass_claimed_are_given_back_at_once(store, tmp_path):
+    """The riders' claim fails (a locked database): the jobs that pass had already claimed are not
+    left leased to a worker that never started them (they would wait out the whole lease)."""
+
+    from bot.models import RemotePhase
+
+    class Listing(EchoProvider):
+        batch_status = True
+
+        async def poll_many(self, jobs):
+            polled.extend(j.params["text"] for j in jobs)
+            return {j.id: RemoteStatus(RemotePhase.RUNNING) for j in jobs}
+
+    polled: list[str] = []
+    clock = Clock()
+    provider = Listing(EchoRemote(), Net(), limits=ProviderLimits(poll_min=3, poll_max=60))
+    runner = Runner(store, {"echo": provider}, FakeDelivery(), spool_dir=tmp_path / "spool", clock=clock,
+                    lease_seconds=600)
+    for text in ("a", "b"):
+        await store.create_job(make_job(state=JobState.RUNNING, remote_id=f"r-{text}", params={"text": text},
+                                        next_run_at=clock.now))
+    claim = store.claim_due
+
+    async def riders_fail(*args, **kw):
+        if kw.get("due_by") is not None:
+            raise RuntimeError("database is locked")
+        return await claim(*args, **kw)
+
+    store.claim_due = riders_fail
+    with pytest.raises(RuntimeError):
+        await runner._claim_due()
+    store.claim_due = claim
+    clock.advance(1)  # the next pass, a second later, polls them (not 10 minutes later)
+    await runner._claim_due()
+    await asyncio.gather(*set(runner._inflight.values()))
+    assert sorted(polled) == ["a", "b"]
+    await provider.close()

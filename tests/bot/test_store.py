@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from bot.models import TRANSITIONS, Artifact, Job, JobState, utcnow
-from bot.store import MIGRATIONS, IllegalTransition, SavedObject, StaleJob, Store, new_job_id, open_store
+from bot.store import MIGRATIONS, IllegalTransition, SavedObject, StaleJob, Store, new_job_id
 
 
 def make_job(**over) -> Job:
@@ -18,25 +18,6 @@ def make_job(**over) -> Job:
                 channel_id=10, guild_id=100, summary="a test job")
     base.update(over)
     return Job(**base)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def reopen(request, tmp_path):
-    """Opens the store of this test (another connection, as another process would): a SQLite file,
-    or a fresh schema on the session's PostgreSQL server."""
-    if request.param == "sqlite":
-        location = tmp_path / "bot.db"
-    else:
-        _schema, location = await request.getfixturevalue("postgres_server").fresh_schema_url()
-    opened = []
-
-    async def open_it():
-        opened.append(await open_store(location))
-        return opened[-1]
-
-    yield open_it
-    for s in opened:
-        await s.close()
 
 
 @pytest.fixture
@@ -175,6 +156,8 @@ async def test_saved_objects_upsert_and_search(store):
     assert [(o.remote_id, o.status, o.data) for o in mine] == [("char_1", "ready", {"thumb": "u"})]
     assert await store.list_objects(provider="viggle", kind="character", name_contains="100%") == mine
     assert await store.list_objects(provider="viggle", kind="character", name_contains="0_%") == []
+    # what a user types into autocomplete, in any case
+    assert await store.list_objects(provider="viggle", kind="character", name_contains="dANCER") == mine
     assert await store.delete_object("viggle", "character", "char_1")
     assert await store.get_object("viggle", "character", "char_1") is None
 
@@ -301,6 +284,16 @@ async def test_an_expired_lease_is_taken_over_and_the_stalled_workers_write_is_r
         await store.transition(mine, JobState.COLLECTING)
     moved = await store.transition(theirs, JobState.COLLECTING)
     assert (await store.get_job(job.id)).state is JobState.COLLECTING and moved.progress is None
+
+
+async def test_a_worker_with_no_providers_claims_every_providers_jobs_as_unknown(store):
+    """The chores lane of a worker configured with no provider at all asks for the live jobs of
+    providers other than none: every live job (an empty exclusion list is valid SQL on both)."""
+    now = utcnow()
+    job = await store.create_job(make_job(state=JobState.RUNNING, next_run_at=now - timedelta(seconds=1)))
+    claimed = await store.claim_due(now, worker="a", lease_seconds=30, limit=5, not_providers=[],
+                                    states=[JobState.RUNNING])
+    assert [j.id for j in claimed] == [job.id]
 
 
 async def test_leases_are_given_back_and_renewed_by_their_owner_only(store):

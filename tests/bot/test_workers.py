@@ -211,6 +211,77 @@ async def test_a_worker_frozen_in_its_last_read_before_paying_does_not_pay_again
             await closing
 
 
+async def test_a_worker_without_a_provider_leaves_its_jobs_to_the_workers_that_have_it(location, tmp_path):
+    """A worker missing a provider (an older version in a rolling upgrade, a key missing from its
+    environment) must not fail the jobs other workers are running, paid ones included. Only a job
+    no worker has taken for a long while is failed, with the reason."""
+    from datetime import timedelta
+
+    from bot.models import utcnow
+    from bot.runner import ORPHANED_AFTER
+
+    remote = EchoRemote()
+    store = await open_store(location)
+    running = remote.create("t", "t", 0, 10_000)  # paid, still running at the provider
+    live = await store.create_job(make_job(state=JobState.RUNNING, remote_id=running.id))
+    forgotten = await store.create_job(make_job(
+        state=JobState.RUNNING, remote_id=remote.create("u", "u", 0, 10_000).id,
+        next_run_at=utcnow() - timedelta(seconds=ORPHANED_AFTER + 60)))
+    provider = provider_for(remote)
+    other = Runner(store, {"viggle": provider}, FakeDelivery(), spool_dir=tmp_path / "o", worker_id="old-version",
+                   idle_wait=0.1)
+    other.start()
+    try:
+        async def failed():
+            return (await store.get_job(forgotten.id)).state is JobState.FAILED
+
+        await _until(failed)
+        await asyncio.sleep(0.3)  # several more passes
+        assert (await store.get_job(live.id)).state is JobState.RUNNING
+        assert "service is not configured" in (await store.get_job(forgotten.id)).last_error
+    finally:
+        await other.stop(grace=0.5)
+        await provider.close()
+        await store.close()
+
+
+async def test_a_healthy_workers_lease_outlasts_a_long_step_whatever_its_idle_wait(location, tmp_path):
+    """The loop extends leases between waits: an idle wait longer than the lease must not let a
+    healthy worker's lease lapse in the middle of a long upload (the other worker would start it too)."""
+    remote = EchoRemote()
+    a_store, b_store = await open_store(location), await open_store(location)
+    a_provider, b_provider = provider_for(remote), provider_for(remote)
+    uploads: list[str] = []
+
+    def slow_upload(who: str):
+        async def upload(job, workdir):
+            uploads.append(who)
+            await asyncio.sleep(3.0)  # a long upload; the worker is healthy all along
+            return {}
+        return upload
+
+    a_provider.upload, b_provider.upload = slow_upload("a"), slow_upload("b")
+    await a_store.create_job(make_job(params={"text": "t"}))
+    a = Runner(a_store, {"echo": a_provider}, FakeDelivery(), spool_dir=tmp_path / "a", worker_id="a",
+               lease_seconds=1.5, idle_wait=5.0)
+    b = Runner(b_store, {"echo": b_provider}, FakeDelivery(), spool_dir=tmp_path / "b", worker_id="b",
+               lease_seconds=1.5, idle_wait=0.1)
+    a.start()
+    try:
+        async def started():
+            return bool(uploads)
+
+        await _until(started)
+        b.start()
+        await asyncio.sleep(3.0)
+        assert uploads == ["a"]
+    finally:
+        await a.stop(grace=0.5)
+        await b.stop(grace=0.5)
+        for closing in (a_provider.close(), b_provider.close(), a_store.close(), b_store.close()):
+            await closing
+
+
 async def test_two_shard_processes_on_one_sqlite_file_leave_each_others_jobs_alone(tmp_path):
     """Two gateway processes splitting the shards (SHARD_COUNT=2, SHARD_IDS=[0] and [1], no
     WORKER_ID, as docs/scaling.md describes) on one SQLite file: when one (re)starts, it does not
