@@ -33,6 +33,7 @@ from bot.providers.base import (
     Transient,
     parse_timestamp,
 )
+from bot.providers.list_watch import ListWatch
 from bot.providers.scenario_api import LAYERS_MODEL, ScenarioAPI
 from bot.providers.scenario_layers import (
     download_key,
@@ -56,6 +57,11 @@ _PHASES = {
 _UNSURE = ("{why}, so the bot cannot tell whether Scenario received this job. It was not submitted again, "
            "to avoid paying twice; it may still have been charged. Check your jobs in Scenario's web app "
            "before running it again.")
+
+
+def _known(value: Any, table: dict[str, Any]) -> bool:
+    """Whether a field of a list entry (any JSON) is one of `table`'s keys."""
+    return isinstance(value, str) and value in table
 
 
 def _iso(moment: datetime) -> str:
@@ -90,6 +96,8 @@ class ScenarioProvider(Provider):
     clock_skew = timedelta(minutes=5)
     #: pages of the job list one status scan may read before leaving the rest to single polls
     batch_max_pages = 3
+    #: a list entry unchanged this long is not trusted for one answer: the job is read alone
+    batch_unchanged_seconds = 300.0
 
     def __init__(self, settings: Any, net: Net) -> None:
         self.settings = settings
@@ -100,6 +108,7 @@ class ScenarioProvider(Provider):
         secret = settings.api_secret.get_secret_value() if settings.api_secret else ""
         self.api = ScenarioAPI(net, settings.base_url, key, secret)
         self.quotes: dict[int, float] = {}  # max_layers -> creative units, from dry runs
+        self._watch = ListWatch()  # list entries that stop changing
         self._quoted: set[int] = set()  # the layer counts this process priced itself
 
     # -- upload (free) ----------------------------------------------------------------------------
@@ -213,15 +222,24 @@ class ScenarioProvider(Provider):
 
     async def poll_many(self, jobs: Sequence[Job]) -> dict[str, RemoteStatus]:
         """One scan of the job list (newest first, 100 a page) back to the oldest of these jobs'
-        creation answers them all; jobs the scan did not reach in `batch_max_pages` are left to
-        `poll` (a busy account with many newer jobs)."""
+        creation, stopping once all are found, answers them all. Jobs the scan did not reach in
+        `batch_max_pages` (a busy account with many newer jobs), and jobs listed without a status
+        the bot knows (the list would say "running" for ever), are left to `poll`."""
         wanted = {j.remote_id: j.id for j in jobs if j.remote_id}
         if not wanted:
             return {}
         since = min(j.created_at for j in jobs) - self.clock_skew
         scan = await self.api.list_jobs(created_after=_iso(since), stop_before=since, page_size=100,
-                                        max_pages=self.batch_max_pages)
-        answers = {wanted[r["jobId"]]: self._status(r) for r in scan.jobs if r.get("jobId") in wanted}
+                                        max_pages=self.batch_max_pages, until_found=set(wanted))
+        answers = {wanted[r["jobId"]]: self._status(r) for r in scan.jobs
+                   if _known(r.get("jobId"), wanted) and _known(r.get("status"), _PHASES)}
+        for job in jobs:  # an entry that has said the same unfinished thing for long may be stale
+            status = answers.get(job.id)
+            if status is not None and status.phase.is_terminal:
+                self._watch.forget(job.remote_id or "")
+            elif status is not None and not self._watch.trust(job.remote_id or "", (status.raw_status, status.progress),
+                                                              self.batch_unchanged_seconds):
+                del answers[job.id]
         for job in jobs:  # a paid job is never ended on a list entry that lacks its layers: read it whole
             status = answers.get(job.id)
             if status is not None and status.phase is RemotePhase.SUCCEEDED and not status.data.get("asset_ids"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -154,15 +155,17 @@ class ScenarioAPI:
         return (await self._read(f"jobs/{job_id}")).get("job") or {}
 
     async def list_jobs(self, *, created_after: str, page_size: int = 100, max_pages: int | None = None,
-                        stop_before: datetime | None = None) -> ScanResult:
+                        stop_before: datetime | None = None, until_found: Collection[str] = ()) -> ScanResult:
         """Jobs created after a moment, newest first as Scenario returns them. Every page is read
         while `nextPaginationToken` is present, even an empty one (the SDK warns pages can be
         empty with more to come). The scan ends when the token is absent (complete), when a page
-        reaches jobs created before `stop_before` (complete: the rest is older still), or after
-        `max_pages` (incomplete). `createdAfter` may not be combined with `type`, so the caller
-        filters the job type itself."""
+        reaches jobs created before `stop_before` (complete: the rest is older still), once every
+        id of `until_found` was listed (complete for what was asked: no page more is paid for), or
+        after `max_pages` (incomplete). `createdAfter` may not be combined with `type`, so the
+        caller filters the job type itself."""
         jobs: list[dict[str, Any]] = []
         params: dict[str, Any] = {"createdAfter": created_after, "pageSize": page_size}
+        missing = set(until_found)
         seen: set[str] = set()
         pages = 0
         while max_pages is None or pages < max_pages:
@@ -176,7 +179,11 @@ class ScenarioAPI:
             if stop_before is not None and page and all(
                     (created := parse_timestamp(j.get("createdAt"))) is not None and created < stop_before for j in page):
                 return ScanResult(jobs, complete=True, pages=pages)
-            if token in seen:  # a token that repeats would page forever
+            if missing:
+                missing.difference_update(str(j.get("jobId")) for j in page)
+                if not missing:
+                    return ScanResult(jobs, complete=True, pages=pages)
+            if str(token) in seen:  # a token that repeats (a number as well as a string) would page forever
                 break
             seen.add(str(token))
             params["paginationToken"] = token

@@ -35,6 +35,7 @@ from bot.providers.base import (
     job_marker,
     marked_name,
 )
+from bot.providers.list_watch import ListWatch
 from bot.providers.viggle_api import (
     RENDER_CHECK,
     ListIncomplete,
@@ -45,6 +46,7 @@ from bot.providers.viggle_api import (
 )
 from bot.providers.viggle_inputs import plan_input, spool
 from bot.providers.viggle_wire import (
+    _OBJECT_PHASES,
     ObjectInfo,
     credit_balance,
     error_code,
@@ -87,6 +89,7 @@ class ViggleProvider(Provider):
         key = settings.api_key.get_secret_value() if settings.api_key else ""
         self.api = ViggleApi(net, settings.base_url, key)
         self._unlisted_until: dict[str, float] = {}  # list -> monotonic time it may be asked again
+        self._watch = ListWatch()  # list entries that stop changing
 
     # -- upload: decide URL or file, spool only when Viggle cannot fetch the link ---------------
     async def upload(self, job: Job, workdir: Path) -> dict[str, Any]:
@@ -224,6 +227,8 @@ class ViggleProvider(Provider):
     #: how long a list found missing (404), or without statuses, is not asked again (only
     #: third-party code documents these lists: they may not exist on every account or version)
     unlisted_seconds = 3600.0
+    #: a listed object unchanged this long is not trusted for one answer: it is read alone
+    batch_unchanged_seconds = 300.0
 
     def can_batch(self, job: Job) -> bool:
         """Characters and scenes can be listed (status included); renders cannot."""
@@ -237,7 +242,7 @@ class ViggleProvider(Provider):
 
     async def poll_many(self, jobs: Sequence[Job]) -> dict[str, RemoteStatus]:
         """One scan of the character list and one of the scene list, newest first, back to the
-        oldest of these jobs, answer them all. A listed object without a status, a scan cut short
+        oldest of these jobs, answer them all. A listed object without a status it knows, a scan cut short
         (a busy account) or a list that fails leaves its jobs to `poll`."""
         answers: dict[str, RemoteStatus] = {}
         for key, what, lister in (("characters", "character", self.api.list_characters),
@@ -259,8 +264,10 @@ class ViggleProvider(Provider):
                     listed += 1
                     with_status += bool(item.get("status"))
                     job = wanted.pop(item_id(item, key), None)
-                    if job is not None and item.get("status"):
-                        answers[job.id] = await self._listed_status(job, item, what)
+                    if job is not None and str(item.get("status")).lower() in _OBJECT_PHASES:
+                        status = await self._listed_status(job, item, what)
+                        if status is not None:
+                            answers[job.id] = status
                     if not wanted:
                         break
         except NotFound:
@@ -276,11 +283,22 @@ class ViggleProvider(Provider):
             self._unlisted(key, "its objects carry no status")
         return answers
 
-    async def _listed_status(self, job: Job, item: dict[str, Any], what: str) -> RemoteStatus:
+    async def _listed_status(self, job: Job, item: dict[str, Any], what: str) -> RemoteStatus | None:
         """A listed object's status; one the list says is finished is read whole (the list's shape
-        is not published, and a saved scene needs its segments)."""
+        is not published, and a saved scene needs its segments). An object that cannot be read
+        (404), or whose entry has not changed for long (a stale list?), is left out (None): its
+        own poll handles that, and the list stays in use."""
         status = object_status(item, what)
-        return await self.poll(job) if status.phase.is_terminal else status
+        if not status.phase.is_terminal:
+            return status if self._watch.trust(job.remote_id or "", status.raw_status,
+                                               self.batch_unchanged_seconds) else None
+        self._watch.forget(job.remote_id or "")
+        try:
+            return await self.poll(job)
+        except NotFound:
+            log.info("job %s: Viggle lists %s %s as finished but it cannot be read; polling it alone",
+                     job.id, what, job.remote_id)
+            return None
 
     async def collect(self, job: Job, status: RemoteStatus, workdir: Path) -> list[Artifact]:
         data = status.data or {}

@@ -315,3 +315,82 @@ async def test_a_gateway_states_the_newest_price_its_workers_found(provider, tmp
         assert provider.quotes == {6: 45.0}
     finally:
         await store.close()
+
+
+async def test_a_list_entry_without_a_known_status_is_left_to_its_own_poll(provider, sandbox, cdn, tmp_path):
+    """A list entry with no status (or one the bot does not know) must not be answered as
+    "running": the runner would never poll that job alone, and it would run into its deadline."""
+    job = await uploaded(provider, cdn, tmp_path)
+    remote_id, _ = await provider.submit(job)
+    done = job.evolve(id="jobdone", remote_id=remote_id, state=JobState.SUBMITTED)
+    await until_terminal(provider, done)
+    remote_id, _ = await provider.submit(job)
+    running = job.evolve(id="jobrun", remote_id=remote_id, state=JobState.SUBMITTED)
+
+    for status in (None, "archived-somehow"):
+        def rewrite(body, status=status):
+            for entry in body["jobs"]:
+                if entry.get("jobId") == done.remote_id:
+                    entry.pop("status", None)
+                    if status is not None:
+                        entry["status"] = status
+            return body
+
+        sandbox.faults.add("GET", r"/v1/jobs$", 200, passthrough=True, rewrite=rewrite, times=1)
+        answers = await provider.poll_many([done, running])
+        assert set(answers) == {running.id}  # the other is polled alone by the runner...
+        assert not answers[running.id].phase.is_terminal
+    assert (await provider.poll(done)).phase is RemotePhase.SUCCEEDED  # ...and is seen to have finished
+
+
+async def test_the_job_list_is_read_only_until_every_wanted_job_is_found(provider, sandbox, cdn, tmp_path):
+    job = await uploaded(provider, cdn, tmp_path)
+    sandbox.add_other_jobs(250)  # a busy project: three pages of other jobs behind ours
+    jobs = []
+    for n in range(2):
+        remote_id, _ = await provider.submit(job)
+        jobs.append(job.evolve(id=f"jobp{n}", remote_id=remote_id, state=JobState.SUBMITTED))
+    before = len(sandbox.requests_to(r"^/v1/jobs$", "GET"))
+    assert set(await provider.poll_many(jobs)) == {j.id for j in jobs}
+    assert len(sandbox.requests_to(r"^/v1/jobs$", "GET")) - before == 1  # both on the first page
+    # a job not listed still has the scan read on, up to its limit
+    gone = jobs[0].evolve(id="jobgone", remote_id="job_not_there")
+    before = len(sandbox.requests_to(r"^/v1/jobs$", "GET"))
+    assert set(await provider.poll_many([*jobs, gone])) == {j.id for j in jobs}
+    assert len(sandbox.requests_to(r"^/v1/jobs$", "GET")) - before == provider.batch_max_pages
+
+
+async def test_a_repeating_numeric_page_token_ends_the_scan(provider, sandbox, cdn, tmp_path):
+    job = await uploaded(provider, cdn, tmp_path)
+    sandbox.add_other_jobs(250)
+    remote_id, _ = await provider.submit(job)
+    gone = job.evolve(id="jobgone", remote_id="job_not_there", state=JobState.SUBMITTED)
+    mine = job.evolve(id="jobmine", remote_id=remote_id, state=JobState.SUBMITTED)
+    # Scenario answering the same page token, as a number, every time
+    sandbox.faults.add("GET", r"/v1/jobs$", 200, passthrough=True, times=None,
+                       rewrite=lambda body: {**body, "nextPaginationToken": 100} if "nextPaginationToken" in body
+                       else body)
+    provider.batch_max_pages = 20
+    before = len(sandbox.requests_to(r"^/v1/jobs$", "GET"))
+    assert set(await provider.poll_many([mine, gone])) == {mine.id}
+    assert len(sandbox.requests_to(r"^/v1/jobs$", "GET")) - before == 2  # the token came back: stop there
+
+
+async def test_a_list_that_stops_moving_does_not_starve_a_finished_job(provider, sandbox, cdn, tmp_path):
+    """A cached list that keeps saying "in progress" for a job that has finished: after
+    `batch_unchanged_seconds` the job is left out of one answer, so the runner reads it alone."""
+    job = await uploaded(provider, cdn, tmp_path)
+    remote_id, _ = await provider.submit(job)
+    done = job.evolve(id="jobdone", remote_id=remote_id, state=JobState.SUBMITTED)
+    await until_terminal(provider, done)
+
+    def frozen(body):
+        for entry in body["jobs"]:
+            entry.update(status="in-progress", progress=0.5)
+        return body
+
+    sandbox.faults.add("GET", r"/v1/jobs$", 200, passthrough=True, rewrite=frozen, times=None)
+    assert [done.id in await provider.poll_many([done]) for _ in range(3)] == [True] * 3  # not yet long
+    provider.batch_unchanged_seconds = 0.0  # now it has said the same for long enough
+    assert done.id not in await provider.poll_many([done])  # left to its own poll...
+    assert (await provider.poll(done)).phase is RemotePhase.SUCCEEDED  # ...which sees it finished

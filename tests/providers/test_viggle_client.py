@@ -407,3 +407,44 @@ async def test_list_requests_tell_the_status_of_many_characters_and_scenes(provi
     assert not any(provider.can_batch(j) for j in jobs)
     asked = len(viggle.requests)
     assert await provider.poll_many(jobs) == {} and len(viggle.requests) == asked  # nothing asked again
+
+
+async def test_one_listed_object_that_cannot_be_read_does_not_switch_the_list_off(provider, viggle, files, tmp_path):
+    """The list says an object is ready, but reading it whole answers 404: only that job is left
+    to its own poll; the others are still answered, and the list stays in use."""
+    viggle.character_seconds = 30.0
+    pending = await submit(provider, make_job("character", name="slow", image=files.attachment(
+        "slow.png", image_bytes(96, 96, hue=3))), tmp_path / "slow")
+    viggle.character_seconds = 0.1
+    ready = await submit(provider, make_job("character", name="ready", image=files.attachment(
+        "ready.png", image_bytes(96, 96))), tmp_path / "ready")  # the newest: listed first
+    await finish(provider, ready)
+    viggle.faults.add("GET", rf"^/api/characters/{ready.remote_id}$", 404, {"detail": "Not Found"}, times=1)
+    answers = await provider.poll_many([ready, pending])
+    assert set(answers) == {pending.id} and not answers[pending.id].phase.is_terminal
+    assert provider.can_batch(ready) and provider.can_batch(pending)
+    assert (await provider.poll(ready)).phase is RemotePhase.SUCCEEDED  # its own poll, as the runner does
+    before = len(viggle.requests)
+    assert set(await provider.poll_many([ready, pending])) == {ready.id, pending.id}
+    assert viggle.requests[before].path == "/api/characters"  # the list is still asked
+
+
+async def test_a_listed_object_with_an_unknown_status_is_left_to_its_own_poll(provider, viggle, files, tmp_path):
+    ready = await submit(provider, make_job("character", name="odd", image=files.attachment(
+        "odd.png", image_bytes(96, 96))), tmp_path / "odd")
+    await finish(provider, ready)
+    viggle.faults.add("GET", r"^/api/characters$", 200, passthrough=True, times=1,
+                      rewrite=lambda body: {**body, "characters": [
+                          {**c, "status": "archived-somehow"} for c in body["characters"]]})
+    assert await provider.poll_many([ready]) == {}
+    assert (await provider.poll(ready)).phase is RemotePhase.SUCCEEDED
+
+
+async def test_a_listed_object_that_never_changes_is_read_alone_now_and_then(provider, viggle, files, tmp_path):
+    viggle.character_seconds = 30.0
+    slow = await submit(provider, make_job("character", name="slow", image=files.attachment(
+        "slow.png", image_bytes(96, 96))), tmp_path / "slow")
+    assert [slow.id in await provider.poll_many([slow]) for _ in range(2)] == [True, True]
+    provider.batch_unchanged_seconds = 0.0  # the list has said "pending" for long enough
+    assert await provider.poll_many([slow]) == {}  # left to its own poll
+    assert provider.can_batch(slow)  # the list stays in use
