@@ -33,7 +33,6 @@ from bot.providers.base import (
     Transient,
     parse_timestamp,
 )
-from bot.providers.list_watch import ListWatch
 from bot.providers.scenario_api import LAYERS_MODEL, ScenarioAPI
 from bot.providers.scenario_layers import (
     download_key,
@@ -96,8 +95,6 @@ class ScenarioProvider(Provider):
     clock_skew = timedelta(minutes=5)
     #: pages of the job list one status scan may read before leaving the rest to single polls
     batch_max_pages = 3
-    #: a list entry unchanged this long is not trusted for one answer: the job is read alone
-    batch_unchanged_seconds = 300.0
 
     def __init__(self, settings: Any, net: Net) -> None:
         self.settings = settings
@@ -108,7 +105,6 @@ class ScenarioProvider(Provider):
         secret = settings.api_secret.get_secret_value() if settings.api_secret else ""
         self.api = ScenarioAPI(net, settings.base_url, key, secret)
         self.quotes: dict[int, float] = {}  # max_layers -> creative units, from dry runs
-        self._watch = ListWatch()  # list entries that stop changing
         self._quoted: set[int] = set()  # the layer counts this process priced itself
 
     # -- upload (free) ----------------------------------------------------------------------------
@@ -233,13 +229,6 @@ class ScenarioProvider(Provider):
                                         max_pages=self.batch_max_pages, until_found=set(wanted))
         answers = {wanted[r["jobId"]]: self._status(r) for r in scan.jobs
                    if _known(r.get("jobId"), wanted) and _known(r.get("status"), _PHASES)}
-        for job in jobs:  # an entry that has said the same unfinished thing for long may be stale
-            status = answers.get(job.id)
-            if status is not None and status.phase.is_terminal:
-                self._watch.forget(job.remote_id or "")
-            elif status is not None and not self._watch.trust(job.remote_id or "", (status.raw_status, status.progress),
-                                                              self.batch_unchanged_seconds):
-                del answers[job.id]
         for job in jobs:  # a paid job is never ended on a list entry that lacks its layers: read it whole
             status = answers.get(job.id)
             if status is not None and status.phase is RemotePhase.SUCCEEDED and not status.data.get("asset_ids"):

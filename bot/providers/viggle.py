@@ -35,7 +35,6 @@ from bot.providers.base import (
     job_marker,
     marked_name,
 )
-from bot.providers.list_watch import ListWatch
 from bot.providers.viggle_api import (
     RENDER_CHECK,
     ListIncomplete,
@@ -89,7 +88,6 @@ class ViggleProvider(Provider):
         key = settings.api_key.get_secret_value() if settings.api_key else ""
         self.api = ViggleApi(net, settings.base_url, key)
         self._unlisted_until: dict[str, float] = {}  # list -> monotonic time it may be asked again
-        self._watch = ListWatch()  # list entries that stop changing
 
     # -- upload: decide URL or file, spool only when Viggle cannot fetch the link ---------------
     async def upload(self, job: Job, workdir: Path) -> dict[str, Any]:
@@ -227,8 +225,6 @@ class ViggleProvider(Provider):
     #: how long a list found missing (404), or without statuses, is not asked again (only
     #: third-party code documents these lists: they may not exist on every account or version)
     unlisted_seconds = 3600.0
-    #: a listed object unchanged this long is not trusted for one answer: it is read alone
-    batch_unchanged_seconds = 300.0
 
     def can_batch(self, job: Job) -> bool:
         """Characters and scenes can be listed (status included); renders cannot."""
@@ -286,13 +282,10 @@ class ViggleProvider(Provider):
     async def _listed_status(self, job: Job, item: dict[str, Any], what: str) -> RemoteStatus | None:
         """A listed object's status; one the list says is finished is read whole (the list's shape
         is not published, and a saved scene needs its segments). An object that cannot be read
-        (404), or whose entry has not changed for long (a stale list?), is left out (None): its
-        own poll handles that, and the list stays in use."""
+        (404) is left out (None): its own poll handles that, and the list stays in use."""
         status = object_status(item, what)
         if not status.phase.is_terminal:
-            return status if self._watch.trust(job.remote_id or "", status.raw_status,
-                                               self.batch_unchanged_seconds) else None
-        self._watch.forget(job.remote_id or "")
+            return status
         try:
             return await self.poll(job)
         except NotFound:

@@ -374,23 +374,3 @@ async def test_a_repeating_numeric_page_token_ends_the_scan(provider, sandbox, c
     before = len(sandbox.requests_to(r"^/v1/jobs$", "GET"))
     assert set(await provider.poll_many([mine, gone])) == {mine.id}
     assert len(sandbox.requests_to(r"^/v1/jobs$", "GET")) - before == 2  # the token came back: stop there
-
-
-async def test_a_list_that_stops_moving_does_not_starve_a_finished_job(provider, sandbox, cdn, tmp_path):
-    """A cached list that keeps saying "in progress" for a job that has finished: after
-    `batch_unchanged_seconds` the job is left out of one answer, so the runner reads it alone."""
-    job = await uploaded(provider, cdn, tmp_path)
-    remote_id, _ = await provider.submit(job)
-    done = job.evolve(id="jobdone", remote_id=remote_id, state=JobState.SUBMITTED)
-    await until_terminal(provider, done)
-
-    def frozen(body):
-        for entry in body["jobs"]:
-            entry.update(status="in-progress", progress=0.5)
-        return body
-
-    sandbox.faults.add("GET", r"/v1/jobs$", 200, passthrough=True, rewrite=frozen, times=None)
-    assert [done.id in await provider.poll_many([done]) for _ in range(3)] == [True] * 3  # not yet long
-    provider.batch_unchanged_seconds = 0.0  # now it has said the same for long enough
-    assert done.id not in await provider.poll_many([done])  # left to its own poll...
-    assert (await provider.poll(done)).phase is RemotePhase.SUCCEEDED  # ...which sees it finished

@@ -438,13 +438,3 @@ async def test_a_listed_object_with_an_unknown_status_is_left_to_its_own_poll(pr
                           {**c, "status": "archived-somehow"} for c in body["characters"]]})
     assert await provider.poll_many([ready]) == {}
     assert (await provider.poll(ready)).phase is RemotePhase.SUCCEEDED
-
-
-async def test_a_listed_object_that_never_changes_is_read_alone_now_and_then(provider, viggle, files, tmp_path):
-    viggle.character_seconds = 30.0
-    slow = await submit(provider, make_job("character", name="slow", image=files.attachment(
-        "slow.png", image_bytes(96, 96))), tmp_path / "slow")
-    assert [slow.id in await provider.poll_many([slow]) for _ in range(2)] == [True, True]
-    provider.batch_unchanged_seconds = 0.0  # the list has said "pending" for long enough
-    assert await provider.poll_many([slow]) == {}  # left to its own poll
-    assert provider.can_batch(slow)  # the list stays in use
