@@ -45,7 +45,7 @@ from bot.providers.viggle_api import (
 )
 from bot.providers.viggle_inputs import plan_input, spool
 from bot.providers.viggle_wire import (
-    _OBJECT_PHASES,
+    OBJECT_PHASES,
     ObjectInfo,
     credit_balance,
     error_code,
@@ -260,7 +260,7 @@ class ViggleProvider(Provider):
                     listed += 1
                     with_status += bool(item.get("status"))
                     job = wanted.pop(item_id(item, key), None)
-                    if job is not None and str(item.get("status")).lower() in _OBJECT_PHASES:
+                    if job is not None and str(item.get("status")).lower() in OBJECT_PHASES:
                         status = await self._listed_status(job, item, what)
                         if status is not None:
                             answers[job.id] = status

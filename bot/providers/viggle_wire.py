@@ -127,7 +127,7 @@ def error_code(error: BaseException) -> str | None:
 
 # -- statuses -----------------------------------------------------------------------------------
 
-_OBJECT_PHASES = {"pending": RemotePhase.QUEUED, "queued": RemotePhase.QUEUED,
+OBJECT_PHASES = {"pending": RemotePhase.QUEUED, "queued": RemotePhase.QUEUED,
                   "processing": RemotePhase.RUNNING, "ready": RemotePhase.SUCCEEDED,
                   "complete": RemotePhase.SUCCEEDED, "completed": RemotePhase.SUCCEEDED,
                   "failed": RemotePhase.FAILED, "cancelled": RemotePhase.CANCELLED,
@@ -177,7 +177,7 @@ def object_status(body: Any, what: str) -> RemoteStatus:
     if not isinstance(body, dict):
         return RemoteStatus(RemotePhase.RUNNING, detail="waiting for Viggle")
     raw = str(body.get("status") or "pending").lower()
-    phase = _OBJECT_PHASES.get(raw, RemotePhase.RUNNING)
+    phase = OBJECT_PHASES.get(raw, RemotePhase.RUNNING)
     keep = ("id", "name", "status", "thumbnail_url", "duration_seconds", "fps", "total_frames", "width",
             "height", "segments", "model", "background_mode", "credits_used")
     data = {k: body[k] for k in keep if body.get(k) is not None}
