@@ -125,6 +125,8 @@ async def test_whole_flow_with_every_option(provider, sandbox, cdn, tmp_path):
 async def test_queue_position_then_processing_are_reported(provider, sandbox, cdn, tmp_path):
     video = make_video(tmp_path / "in.mp4", seconds=1.5)
     jobs = []
+    quick = sandbox.worker.queue_seconds
+    sandbox.worker.queue_seconds = 60  # nobody is taken while the three are submitted, however slow that is
     for i in range(3):
         job = make_job(cdn, video, title=f"q{i}").evolve(id=f"queue{i}xx")
         job = job.evolve(provider_data=await provider.upload(job, tmp_path / f"w{i}"))
@@ -132,6 +134,7 @@ async def test_queue_position_then_processing_are_reported(provider, sandbox, cd
         jobs.append(job.evolve(remote_id=remote_id))
     status = await provider.poll(jobs[2])
     assert status.phase is RemotePhase.QUEUED and status.queue_position == 3
+    sandbox.worker.queue_seconds = quick
     _, seen = await run_to_end(provider, jobs[0])
     assert {s.raw_status for s in seen} >= {"Processing video", "Generating 3D scene", "Finished"}
 
