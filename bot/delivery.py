@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -38,8 +37,9 @@ NONCE_WINDOW = timedelta(minutes=4)
 STATUS_GRACE = timedelta(seconds=10)
 MAX_FILES_PER_MESSAGE = 10
 REQUEST_CAP = 25 * 1024 * 1024
+#: the smallest per-file limit Discord has had for bots (tried when a server refuses our upload)
+SMALLEST_UPLOAD_LIMIT = 10 * 1024 * 1024
 MAX_CONTENT = 2000
-_PART = re.compile(r"\(part (\d+)/\d+\)")
 
 _STATE_WORDS = {
     JobState.ACCEPTED: "Accepted",
@@ -211,6 +211,15 @@ def plan_messages(artifacts: list[Artifact] | tuple[Artifact, ...], limit: int) 
     return [p for p in plans if p.files or p.notes or p.downloads] or [MessagePlan(notes=["No files."])]
 
 
+def _merged(plans: list[MessagePlan], original: MessagePlan) -> MessagePlan:
+    """One message from several plans of the same files, keeping the original's notes and buttons
+    (it stays one part of the delivery, whose number of parts is fixed)."""
+    merged = MessagePlan(notes=[n for p in plans for n in p.notes if n != "No files."] + original.notes,
+                         downloads=[d for p in plans for d in p.downloads] + original.downloads)
+    merged.files = [a for p in plans for a in p.files]
+    return merged
+
+
 def _card_preview(index: int, plan: MessagePlan, message: discord.Message) -> dict:
     """The result card shows the first result message's preview image by its attachment URL
     (an `attachment://` name would only work inside the result message itself)."""
@@ -322,6 +331,9 @@ class Delivery:
         message = None
         if replaces is None and utcnow() - job.created_at > NONCE_WINDOW:
             message = await self._find_own(job, channel, job.created_at, lambda m: shows_job(m, job.id))
+        elif replaces is not None:  # a replacement posted before a crash: newer than the card it replaced
+            message = await self._find_own(job, channel, discord.utils.snowflake_time(replaces),
+                                           lambda m: shows_job(m, job.id) and m.id > replaces)
         if message is None:
             message = await channel.send(embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none(),
                                          nonce=card_nonce(job, replaces))
@@ -363,9 +375,12 @@ class Delivery:
             job = await self.store.update(job, result_message_ids=tuple(sent), **_card_preview(index, plan, message))
         return job
 
-    def _content(self, job: Job, plan: MessagePlan, index: int, total: int) -> str:
+    def _first_line(self, job: Job, index: int, total: int) -> str:
         part = f" (part {index + 1}/{total})" if total > 1 else ""
-        lines = [f"<@{job.owner_id}> {ready_words(self.provider_name(job), job.kind)}{part} · job `{job.id}`"]
+        return f"<@{job.owner_id}> {ready_words(self.provider_name(job), job.kind)}{part} · job `{job.id}`"
+
+    def _content(self, job: Job, plan: MessagePlan, index: int, total: int) -> str:
+        lines = [self._first_line(job, index, total)]
         if job.cancel_refused_at is not None and index == 0:
             lines.append(f"{self.provider_name(job)} would not cancel it, so it ran to the end and was paid for: "
                          "here are its results.")
@@ -374,7 +389,7 @@ class Delivery:
         return "\n".join(lines)[:MAX_CONTENT]
 
     async def _send_part(self, job: Job, channel: discord.PartialMessageable, plan: MessagePlan, index: int,
-                         total: int) -> discord.Message:
+                         total: int, fallback: int | None = None) -> discord.Message:
         files = [discord.File(a.path, filename=a.filename) for a in plan.files]
         reference = (discord.MessageReference(message_id=job.status_message_id, channel_id=job.channel_id,
                                               fail_if_not_exists=False) if job.status_message_id else None)
@@ -386,11 +401,13 @@ class Delivery:
         except discord.HTTPException as exc:
             if exc.status != 413 or not plan.files:
                 raise
-            # the server's real limit is lower than we assumed: post the message without files
-            log.warning("job %s: upload refused as too large; posting without files", job.id)
-            notes = [f"{a.filename} ({_mib(a.size)}) is over this server's upload limit." for a in plan.files]
-            smaller = MessagePlan(notes=notes + plan.notes, downloads=plan.downloads)
-            return await self._send_part(job, channel, smaller, index, total)
+            # the server's real limit is lower than we assumed: the same message planned again under
+            # Discord's smallest limit, then with no files; what no longer fits becomes a Download
+            # button or a link as usual (the files are paid for), never just dropped
+            limit = SMALLEST_UPLOAD_LIMIT if fallback is None else 0
+            log.warning("job %s: upload refused as too large; planning it again under %s", job.id, _mib(limit))
+            smaller = _merged(plan_messages(plan.files, limit), plan)
+            return await self._send_part(job, channel, smaller, index, total, fallback=limit)
         finally:
             for f in files:
                 f.close()
@@ -398,18 +415,19 @@ class Delivery:
     async def _recover_sent(self, job: Job, channel: discord.PartialMessageable, total: int,
                             sent: list[int]) -> list[int]:
         """After a long outage: find result messages we posted but never recorded."""
-        if job.status_message_id is None or self.client.user is None:
+        if self.client.user is None:
             return sent
         found: dict[int, int] = {}
-        marker = f"job `{job.id}`"
+        # a part is known by its first line, exactly as `_content` writes it (a notice about the
+        # same job, "would not stop your …", must never be taken for a result)
+        firsts = {self._first_line(job, i, total): i for i in range(total)}
         since = (job.delivery_started_at or job.created_at) - timedelta(minutes=1)
         try:
             async for message in channel.history(after=discord.Object(discord.utils.time_snowflake(since)),
                                                  limit=500, oldest_first=True):
-                if message.author.id != self.client.user.id or marker not in message.content:
-                    continue
-                part = _PART.search(message.content)
-                found.setdefault(int(part.group(1)) - 1 if part else 0, message.id)
+                part = firsts.get(message.content.split("\n", 1)[0])
+                if message.author.id == self.client.user.id and part is not None:
+                    found.setdefault(part, message.id)
         except discord.Forbidden:  # no Read Message History: rely on the nonce alone
             log.warning("job %s: cannot read the channel's history to look for earlier results", job.id)
             return sent
