@@ -225,6 +225,9 @@ class Settings(_Base):
     #: seconds between two uses of a command by one user (JSON by command name; 0 switches one off)
     cooldowns: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_COOLDOWNS))
     log_level: str = "INFO"
+    #: Discord user ids of the bot's operators (JSON list), besides the application's owner(s):
+    #: only they see and handle provider objects made outside the bot (no server owns those)
+    operator_ids: list[int] = Field(default_factory=list)
 
     viggle: ViggleSettings = Field(default_factory=ViggleSettings)
     vid2scene: Vid2SceneSettings = Field(default_factory=Vid2SceneSettings)

@@ -19,6 +19,7 @@ from bot.confirm import JobRequest, launch
 from bot.costs import vid2scene_estimate
 from bot.jobs import JobError, is_manager, reply_private
 from bot.models import SavedObject
+from bot.operators import is_operator
 from bot.paths import job_path
 from bot.plain import plain
 from bot.providers.base import NotFound, ProviderError, strip_markers, user_message
@@ -47,7 +48,8 @@ class SceneRef:
 
     def __init__(self, remote_id: str, saved: SavedObject | None, title: str = "") -> None:
         self.remote_id, self.saved = remote_id, saved
-        self.title = saved.name if saved else strip_marker(title)
+        # a scene with no saved row (or no name) is called by its id, never "****"
+        self.title = (saved.name if saved else strip_marker(title)) or remote_id
 
     @property
     def external(self) -> bool:
@@ -58,9 +60,13 @@ def _provider(interaction: discord.Interaction) -> Vid2SceneProvider:
     return interaction.client.jobs.provider(PROVIDER, DISPLAY)  # type: ignore[attr-defined, return-value]
 
 
-def _may_change(interaction: discord.Interaction, ref: SceneRef) -> bool:
-    if ref.saved is None:  # made outside the bot with the same key: only managers touch it
-        return is_manager(interaction)
+#: the refusal for a scene with no saved owner (made outside the bot with the same key)
+EXTERNAL = "This scene was made outside the bot; only the bot's operators can {verb} it."
+
+
+async def _may_change(interaction: discord.Interaction, ref: SceneRef) -> bool:
+    if ref.saved is None:  # made outside the bot: it belongs to no server, so to no server's manager
+        return await is_operator(interaction)
     return ref.saved.owner_id == interaction.user.id or (
         is_manager(interaction) and ref.saved.guild_id == interaction.guild_id)
 
@@ -160,7 +166,7 @@ class FreshLink(discord.ui.DynamicItem[discord.ui.Button],
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             ref = await _resolve(interaction, self.scene)
-            _check_visible(interaction, ref)
+            await _check_visible(interaction, ref)
             url = await _provider(interaction).link(ref.remote_id, self.kind)
         except (JobError, ProviderError) as exc:
             text = str(exc) if isinstance(exc, JobError) else user_message(exc, DISPLAY)
@@ -174,20 +180,21 @@ def _link_text(kind: str, url: str) -> str:
             f"so download it soon (or click the button again):\n<{url}>")
 
 
-def _check_visible(interaction: discord.Interaction, ref: SceneRef) -> None:
+async def _check_visible(interaction: discord.Interaction, ref: SceneRef) -> None:
     """Seeing a scene (info, download, links) takes what changing it takes: a scene without a
-    recorded owner (made outside the bot with the same key) is a server manager's alone."""
-    if _may_change(interaction, ref):
+    recorded owner (made outside the bot with the same key) is the bot's operators' alone."""
+    if await _may_change(interaction, ref):
         return
     if ref.external:
-        raise JobError("This scene was made outside the bot; only a server manager can use it.")
+        raise JobError(EXTERNAL.format(verb="use"))
     raise JobError("Only the person who made this scene, or a server manager, can use it.")
 
 
 async def _delete_scene(interaction: discord.Interaction, remote_id: str) -> str:
     ref = await _resolve(interaction, remote_id)
-    if not _may_change(interaction, ref):
-        raise JobError("Only the person who made this scene, or a server manager, can delete it.")
+    if not await _may_change(interaction, ref):
+        raise JobError(EXTERNAL.format(verb="delete") if ref.external
+                       else "Only the person who made this scene, or a server manager, can delete it.")
     bot = interaction.client
     job_id = (ref.saved.data or {}).get("job_id") if ref.saved else None
     job = await bot.store.get_job(job_id) if job_id else None  # type: ignore[attr-defined]
@@ -195,16 +202,16 @@ async def _delete_scene(interaction: discord.Interaction, remote_id: str) -> str
         raise JobError(f"This scene is still being made by job `{job.id}`; cancel that with `/jobs cancel`.")
     gone = await _provider(interaction).delete_scene(ref.remote_id)
     await bot.store.delete_object(PROVIDER, KIND, ref.remote_id)  # type: ignore[attr-defined]
-    name = _esc(ref.title) or ref.remote_id
+    name = _esc(ref.title)
     return f"Deleted the scene **{name}**." if gone else f"The scene **{name}** was already gone at vid2scene."
 
 
 async def changeable(interaction: discord.Interaction, scene: str, verb: str) -> SceneRef:
     _provider(interaction)
     ref = await _resolve(interaction, scene)
-    if not _may_change(interaction, ref):
+    if not await _may_change(interaction, ref):
         if ref.external:
-            raise JobError(f"This scene was made outside the bot; only a server manager can {verb} it.")
+            raise JobError(EXTERNAL.format(verb=verb))
         raise JobError(f"Only the person who made this scene, or a server manager, can {verb} it.")
     return ref
 
@@ -240,7 +247,7 @@ async def set_visibility(interaction: discord.Interaction, scene: str, public: b
 async def scene_link(interaction: discord.Interaction, scene: str, kind: str) -> tuple[str, discord.ui.View]:
     """A fresh signed link (and a button for another) for someone who may see the scene."""
     ref = await _resolve(interaction, scene)
-    _check_visible(interaction, ref)
+    await _check_visible(interaction, ref)
     url = await _provider(interaction).link(ref.remote_id, kind)
     view = discord.ui.View(timeout=None)
     view.add_item(FreshLink(ref.remote_id, kind))
@@ -315,7 +322,7 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
         except JobError as exc:
             await interaction.followup.send(str(exc), ephemeral=True)
             return
-        manager = is_manager(interaction)
+        manager, operator = is_manager(interaction), await is_operator(interaction)
         known = await self.bot.store.list_objects(provider=PROVIDER, kind=KIND, limit=500)
         by_id = {o.remote_id: o for o in known}
         lines: list[str] = []
@@ -325,11 +332,11 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
                 lines.append(f"• **{_esc(obj.name)[:60]}** · {obj.status}{owner} · `{obj.remote_id}`")
         note = ""
         try:
-            remote = await provider.scenes() if manager else []
+            remote = await provider.scenes() if operator else []
         except ProviderError as exc:
             remote = []
             note = f"\n(Could not ask vid2scene for other scenes: {user_message(exc, DISPLAY)})"
-        for scene in remote if manager else ():  # no recorded owner: managers only
+        for scene in remote:  # no recorded owner, so no server's: the bot's operators only
             if scene.job_id not in by_id:
                 lines.append(f"• **{_esc(strip_marker(scene.title))[:60] or 'untitled'}** · made outside this bot"
                              f" · `{scene.job_id}`")
@@ -348,7 +355,7 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
 
         async def run() -> dict:
             ref = await _resolve(interaction, scene)
-            _check_visible(interaction, ref)
+            await _check_visible(interaction, ref)
             details = await _provider(interaction).scene(ref.remote_id)
             return {"embed": _embed(details, ref)}
 
@@ -385,7 +392,7 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
             view = discord.ui.View(timeout=None)
             view.add_item(ConfirmDelete("yes", ref.remote_id, interaction.user.id))
             view.add_item(ConfirmDelete("no", ref.remote_id, interaction.user.id))
-            return {"content": f"Delete **{_esc(ref.title) or ref.remote_id}** at vid2scene for good? "
+            return {"content": f"Delete **{_esc(ref.title)}** at vid2scene for good? "
                                "Its files will be gone.", "view": view}
 
         await self._answer(interaction, run)
@@ -403,7 +410,7 @@ class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussia
             provider = _provider(interaction)
             await self.bot.jobs.cooldown(interaction)
             ref = await _resolve(interaction, scene)
-            _check_visible(interaction, ref)
+            await _check_visible(interaction, ref)
             link = await provider.link(ref.remote_id, kind)
             size = await provider.link_size(link)
         except (JobError, ProviderError) as exc:

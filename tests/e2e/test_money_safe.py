@@ -297,9 +297,10 @@ async def test_a_free_look_up_at_the_provider_has_its_cooldown_too(emu, tmp_path
     env = sandbox.env_lines()
     section = Vid2SceneSettings(api_key=env["VID2SCENE_API_KEY"], base_url=env["VID2SCENE_BASE_URL"])
     h = BotHarness(emu, tmp_path, lambda: {"vid2scene": Vid2SceneProvider(section, sandbox_net(sandbox, emu))},
-                   extensions=("cogs.jobs", "cogs.splat"), cooldowns={"splat list": 60})
+                   extensions=("cogs.jobs", "cogs.splat"), cooldowns={"splat list": 60},
+                   operator_ids=[users["mod"]])
     await h.start()
-    try:  # a server manager's list asks vid2scene for scenes made outside the bot
+    try:  # an operator's list asks vid2scene for scenes made outside the bot
         first = await (await emu.slash("splat list", user=users["mod"])).wait_reply()
         assert "no splat scenes yet" in first.content
         again = await (await emu.slash("splat list", user=users["mod"])).wait_reply()

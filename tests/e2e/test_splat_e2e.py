@@ -119,17 +119,22 @@ async def test_create_shows_queue_and_progress_posts_spz_and_preview_once_and_ma
                           headers={"Authorization": f"Api-Key {v2s_sandbox.api_key}"}) as resp:
             assert resp.status == 201
             foreign = (await resp.json())["job_id"]
-    # ... but it has no recorded owner, so only a server manager sees and handles it
+    # ... but it has no recorded owner, so no server's: only the bot's operators (here the
+    # application's owner) see and handle it, not even a server manager
     listing = await (await emu.slash("splat list", user=users["alice"])).wait_reply()
     assert "Desk orbit" in listing.content and "From the website" not in listing.content and listing.ephemeral
     managed = await (await emu.slash("splat list", user=users["mod"])).wait_reply()
-    assert "From the website" in managed.content and "made outside this bot" in managed.content
-    for command, extra in (("splat info", {}), ("splat download", {}), ("splat rename", {"title": "mine"}),
-                           ("splat visibility", {"public": True}), ("splat delete", {})):
-        nope = await (await emu.slash(command, user=users["alice"], options={"scene": foreign, **extra})).wait_reply()
-        assert "only a server manager" in nope.content and nope.ephemeral, command
+    assert "Desk orbit" in managed.content and "From the website" not in managed.content
+    operator = emu.guild.owner_id
+    operated = await (await emu.slash("splat list", user=operator)).wait_reply()
+    assert "From the website" in operated.content and "made outside this bot" in operated.content
+    for who in ("alice", "mod"):
+        for command, extra in (("splat info", {}), ("splat download", {}), ("splat rename", {"title": "mine"}),
+                               ("splat visibility", {"public": True}), ("splat delete", {})):
+            nope = await (await emu.slash(command, user=users[who], options={"scene": foreign, **extra})).wait_reply()
+            assert "only the bot's operators" in nope.content and nope.ephemeral, (who, command)
     assert v2s_sandbox.jobs[foreign].title == "From the website" and v2s_sandbox.jobs[foreign].public is False
-    seen = await (await emu.slash("splat info", user=users["mod"], options={"scene": foreign})).wait_reply()
+    seen = await (await emu.slash("splat info", user=operator, options={"scene": foreign})).wait_reply()
     assert seen.embeds and field(seen, "Owner") == "made outside this bot"
 
     choices = await emu.autocomplete("splat info", focused="scene", value="desk", user=users["alice"])
