@@ -92,6 +92,7 @@ class CostAnswer(discord.ui.DynamicItem[discord.ui.Button], template=r"cost:(?P<
         return cls(match["answer"], match["token"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()  # two store round trips follow: ack Discord first
         store = interaction.client.store  # type: ignore[attr-defined]
         owner = await store.pending_owner(self.token)
         if owner is not None and owner != interaction.user.id:
@@ -103,7 +104,6 @@ class CostAnswer(discord.ui.DynamicItem[discord.ui.Button], template=r"cost:(?P<
                                              "run the command again if you still want it.")
             return
         if self.answer == "no":
-            await interaction.response.edit_message(content="Cancelled; nothing was started or spent.", view=None)
+            await interaction.edit_original_response(content="Cancelled; nothing was started or spent.", view=None)
             return
-        await interaction.response.defer()
         await _start(interaction, JobRequest.from_json(data))

@@ -204,6 +204,11 @@ class JobService:
 
     async def on_button(self, interaction: discord.Interaction, action: str, job_id: str, key: str | None) -> None:
         """Cancel, Refresh and Download clicks, from any message, before or after a restart."""
+        # store round trips follow (three for Cancel): ack Discord's 3 s deadline first
+        if action == "dl":
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        else:
+            await interaction.response.defer()
         job = await self.store.get_job(job_id)
         if job is None:
             await reply_private(interaction, "This job no longer exists.")
@@ -223,7 +228,6 @@ class JobService:
                 await reply_private(interaction, "Only the person who started this job, or a server manager, "
                                                  "can refresh it.")
                 return
-            await interaction.response.defer()
             self.runner.refresh(job)
         elif action == "dl" and key:
             await self._download(interaction, job, key)
@@ -234,7 +238,6 @@ class JobService:
         if provider is None:
             await reply_private(interaction, "This provider is not configured on this bot any more.")
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             url = await provider.fresh_link(job, key)
         except Exception as exc:

@@ -33,6 +33,7 @@ class Budget(commands.GroupCog, group_name="budget", group_description="Monthly 
                          monthly_limit: app_commands.Range[float, 0, 10_000_000] | None = None,
                          confirm_above: app_commands.Range[float, 0, 10_000_000] | None = None,
                          remove: bool = False) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)  # the store may be slow: ack first
         if interaction.guild_id is None or not is_manager(interaction):
             await reply_private(interaction, "Only a server manager (Manage Server) can set budgets.")
             return
@@ -59,6 +60,8 @@ class Budget(commands.GroupCog, group_name="budget", group_description="Monthly 
     @app_commands.describe(provider="Only this provider")
     @app_commands.choices(provider=PROVIDERS)
     async def show(self, interaction: discord.Interaction, provider: str | None = None) -> None:
+        # up to 9 store round trips follow: answer Discord's 3 s deadline first
+        await interaction.response.defer(ephemeral=True, thinking=True)
         if interaction.guild_id is None:
             await reply_private(interaction, "Budgets belong to a server; use this in one.")
             return

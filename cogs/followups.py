@@ -25,6 +25,9 @@ from cogs.viggle_checks import Refusal, describe, one_input
 
 #: actions that start a paid job: only the owner may click them
 SPENDING = {"scene", "char", "again", "mix", "instr"}
+#: actions whose first answer is a modal (it must be the first response, so the job is looked up
+#: only once the modal is submitted: a slow store would miss Discord's 3 s deadline)
+MODALS = {"mix", "rename", "instr"}
 NAMES = {"viggle": "Viggle", "vid2scene": "vid2scene", "scenario": "Scenario"}
 
 
@@ -51,7 +54,8 @@ async def _launch_checked(interaction: discord.Interaction, job: Job,
 
 async def _answer(interaction: discord.Interaction, job: Job, run: Callable[[], Awaitable[str]]) -> None:
     """A quick management action, answered privately."""
-    await interaction.response.defer(ephemeral=True, thinking=True)
+    if not interaction.response.is_done():
+        await interaction.response.defer(ephemeral=True, thinking=True)
     try:
         text = await run()
     except (Refusal, JobError, ProviderError) as exc:
@@ -101,15 +105,31 @@ class FollowUps(commands.Cog):
         self.bot.followups = None
 
     async def on_click(self, interaction: discord.Interaction, action: str, job_id: str) -> None:
+        if action in MODALS:
+            await getattr(self, f"_{action}")(interaction, job_id)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)  # ack before the store
+        job = await self._usable(interaction, action, job_id)
+        if job is not None:
+            await getattr(self, f"_{action}")(interaction, job)
+
+    async def _usable(self, interaction: discord.Interaction, action: str, job_id: str) -> Job | None:
+        """The finished job a click (or a submitted modal) acts on, or None once the user was told why not.
+        The interaction has been answered already."""
         job = await self.bot.store.get_job(job_id)
         if job is None or job.state is not JobState.DONE:
             await reply_private(interaction, "This result is no longer available.")
-            return
+            return None
         if action in SPENDING and interaction.user.id != job.owner_id:
             await reply_private(interaction, f"Only <@{job.owner_id}>, who made this, can start a new job from it "
                                              "(it spends credits). Run the command yourself to make your own.")
-            return
-        await getattr(self, f"_{action}")(interaction, job)
+            return None
+        return job
+
+    async def _submitted(self, interaction: discord.Interaction, action: str, job_id: str) -> Job | None:
+        """After a modal: ack, then look the job up and check it."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        return await self._usable(interaction, action, job_id)
 
     # -- Viggle ---------------------------------------------------------------------------------
     async def _pick(self, interaction: discord.Interaction, job: Job, kind: str,
@@ -157,12 +177,16 @@ class FollowUps(commands.Cog):
 
         await _launch_checked(interaction, job, prepare)
 
-    async def _mix(self, interaction: discord.Interaction, job: Job) -> None:
+    async def _mix(self, interaction: discord.Interaction, job_id: str) -> None:
         """Render -> Mix with another image: the same motion, a new picture (given as a link)."""
         link = discord.ui.TextInput(label="Link to the new picture (PNG or JPG)", placeholder="https://…",
                                     max_length=1000, custom_id="link")
 
         async def submitted(ix: discord.Interaction, values: list[str]) -> None:
+            job = await self._submitted(ix, "mix", job_id)
+            if job is None:
+                return
+
             async def prepare() -> JobRequest:
                 picture = one_input(None, values[0], "image", "picture", self.bot.net.policy)
                 clip = await self._clip_of(job)
@@ -175,7 +199,7 @@ class FollowUps(commands.Cog):
             await _launch_checked(ix, job, prepare)
 
         await interaction.response.send_modal(TextModal("Mix with another image", [link], submitted,
-                                                        custom_id=f"fu-modal:mix:{job.id}"))
+                                                        custom_id=f"fu-modal:mix:{job_id}"))
 
     async def _clip_of(self, job: Job) -> dict:
         """The driving clip of a render: the mix's own, or the clip the scene was made from."""
@@ -191,7 +215,6 @@ class FollowUps(commands.Cog):
 
     # -- vid2scene ------------------------------------------------------------------------------
     async def _ply(self, interaction: discord.Interaction, job: Job) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             text, view = await splat_cog.scene_link(interaction, job.remote_id or "", "ply")
         except (JobError, ProviderError) as exc:
@@ -203,26 +226,29 @@ class FollowUps(commands.Cog):
     async def _vis(self, interaction: discord.Interaction, job: Job) -> None:
         await _answer(interaction, job, lambda: splat_cog.set_visibility(interaction, job.remote_id or "", None))
 
-    async def _rename(self, interaction: discord.Interaction, job: Job) -> None:
-        saved = await self.bot.store.get_object("vid2scene", "scene", job.remote_id or "")
-        title = discord.ui.TextInput(label="New title", max_length=200, custom_id="title",
-                                     default=(saved.name if saved else None))
+    async def _rename(self, interaction: discord.Interaction, job_id: str) -> None:
+        title = discord.ui.TextInput(label="New title", max_length=200, custom_id="title")
 
         async def submitted(ix: discord.Interaction, values: list[str]) -> None:
-            await _answer(ix, job, lambda: splat_cog.rename_scene(ix, job.remote_id or "", values[0]))
+            job = await self._submitted(ix, "rename", job_id)
+            if job is not None:
+                await _answer(ix, job, lambda: splat_cog.rename_scene(ix, job.remote_id or "", values[0]))
 
         await interaction.response.send_modal(TextModal("Rename the scene", [title], submitted,
-                                                        custom_id=f"fu-modal:rename:{job.id}"))
+                                                        custom_id=f"fu-modal:rename:{job_id}"))
 
     # -- Scenario -------------------------------------------------------------------------------
-    async def _instr(self, interaction: discord.Interaction, job: Job) -> None:
+    async def _instr(self, interaction: discord.Interaction, job_id: str) -> None:
         instruction = discord.ui.TextInput(label="How to split the video", style=discord.TextStyle.paragraph,
-                                           max_length=layers_cog.MAX_INSTRUCTION, custom_id="instruction",
-                                           default=job.params.get("instruction"))
+                                           max_length=layers_cog.MAX_INSTRUCTION, custom_id="instruction")
         layers = discord.ui.TextInput(label="At most this many layers (1-10)", max_length=2, custom_id="layers",
-                                      default=str(job.params.get("max_layers", 6)))
+                                      default="6")
 
         async def submitted(ix: discord.Interaction, values: list[str]) -> None:
+            job = await self._submitted(ix, "instr", job_id)
+            if job is None:
+                return
+
             async def prepare() -> JobRequest:
                 provider = await self.bot.jobs.recalled_provider(layers_cog.PROVIDER, layers_cog.DISPLAY)
                 try:
@@ -234,7 +260,7 @@ class FollowUps(commands.Cog):
             await _launch_checked(ix, job, prepare)
 
         await interaction.response.send_modal(TextModal("Try another instruction", [instruction, layers], submitted,
-                                                        custom_id=f"fu-modal:instr:{job.id}"))
+                                                        custom_id=f"fu-modal:instr:{job_id}"))
 
 
 def _source(params: dict, what: str) -> dict:

@@ -24,6 +24,7 @@ class Jobs(commands.GroupCog, group_name="jobs", group_description="Your video j
 
     @app_commands.command(name="list", description="Your recent jobs (server managers see the whole server's)")
     async def list_jobs(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)  # the store may be slow: ack first
         jobs = await self.bot.jobs.list_for(interaction)
         if not jobs:
             await reply_private(interaction, "No jobs yet. Start one with `/splat create`, `/viggle` or `/layers`.")
@@ -41,6 +42,7 @@ class Jobs(commands.GroupCog, group_name="jobs", group_description="Your video j
     @app_commands.command(name="show", description="Details of one job")
     @app_commands.describe(id="The job id, as shown on its status message")
     async def show(self, interaction: discord.Interaction, id: app_commands.Range[str, 1, 32]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             job = await self.bot.jobs.get_visible(interaction, id)
         except JobError as exc:
@@ -51,6 +53,7 @@ class Jobs(commands.GroupCog, group_name="jobs", group_description="Your video j
     @app_commands.command(name="cancel", description="Cancel one of your jobs")
     @app_commands.describe(id="The job id, as shown on its status message")
     async def cancel(self, interaction: discord.Interaction, id: app_commands.Range[str, 1, 32]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             text = await self.bot.jobs.cancel(interaction, id)
         except JobError as exc:

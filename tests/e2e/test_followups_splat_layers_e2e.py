@@ -18,6 +18,7 @@ from sandbox.vid2scene import Vid2SceneSandbox
 from tests.e2e.cards_helpers import card_buttons, custom_id
 from tests.e2e.harness import BotHarness
 from tests.e2e.helpers import field, job_id_of, result_messages, status_message, wait_job_state
+from tests.support.busy_store import BusyStore
 from tests.support.policy import sandbox_net
 
 EXTENSIONS = ("cogs.jobs", "cogs.splat", "cogs.layers", "cogs.budget", "cogs.followups")
@@ -97,10 +98,16 @@ async def test_splat_card_gets_ply_flips_visibility_and_renames_after_a_restart(
     [back] = await private_answer(emu, card, "Make public/private", alice)
     assert "now private" in back.content and v2s.jobs[scene].public is False
 
+    # with the store busy past Discord's deadline, the modal is still the click's first answer and
+    # the submission is acknowledged before the job is looked up
+    busy = BusyStore(bot.bot.store)
+    busy.busy_for(emu.ack_deadline + 1.0)
     ix = await emu.click(card, custom_id(card, "Rename"), user=alice)
     await ix.wait_ack(timeout=3)
     assert ix.modal["custom_id"] == f"fu-modal:rename:{job_id}"
     submit = await emu.submit_modal(ix.modal["custom_id"], values={"title": "Desk, at night"}, user=alice)
+    await submit.wait_ack(timeout=emu.ack_deadline + 2)
+    assert busy.held
     renamed = await submit.wait_reply()
     assert "Renamed **Desk** to **Desk, at night**" in renamed.content
     assert v2s.jobs[scene].title.startswith("Desk, at night")
@@ -122,9 +129,13 @@ async def test_layers_card_tries_another_instruction_after_a_restart(emu, bot, u
     assert field(final, "Cost") == "35 creative units"  # billing.cuCost, as Scenario reported it
     await bot.restart()
 
-    refused = await emu.click(final, custom_id(final, "Try another instruction"), user=bob)
+    # the modal is the click's first answer (no store look-up before it); bob is refused on submitting
+    tried = await emu.click(final, custom_id(final, "Try another instruction"), user=bob)
+    await tried.wait_ack(timeout=3)
+    refused = await emu.submit_modal(tried.modal["custom_id"], values={"instruction": "mine", "layers": "2"},
+                                     user=bob)
     await refused.wait_ack(timeout=3)
-    assert refused.modal is None and "Only <@" in (await refused.wait_reply()).content
+    assert "Only <@" in (await refused.wait_reply()).content
     ix = await emu.click(final, custom_id(final, "Try another instruction"), user=alice)
     await ix.wait_ack(timeout=3)
     submit = await emu.submit_modal(ix.modal["custom_id"], values={"instruction": "the shadow only",

@@ -15,6 +15,7 @@ from sandbox.viggle import ViggleSandbox
 from tests.e2e.cards_helpers import card_buttons, custom_id, labels, select_options
 from tests.e2e.helpers import field, job_id_of, status_message, wait_job_state, wait_result
 from tests.e2e.viggle_world import quick_channel_limits, viggle_harness
+from tests.support.busy_store import BusyStore
 
 
 @pytest.fixture
@@ -176,8 +177,11 @@ async def test_costs_above_the_servers_level_ask_first(emu, bot, users, viggle, 
     assert not viggle.requests_to(r"/api/characters", "POST")
     with pytest.raises(CommandInputError):  # the question is only visible to the one who asked
         await emu.click(prompt, custom_id(prompt, "Go ahead"), user=users["bob"])
+    busy = BusyStore(bot.bot.store)  # a store busy past Discord's deadline: the answer is acked first
+    busy.busy_for(emu.ack_deadline + 1.0)
     await click(emu, prompt, "Cancel", alice)
-    await emu.wait_for(lambda: "nothing was started" in emu.message(prompt.id).content, timeout=5)
+    await emu.wait_for(lambda: "nothing was started" in emu.message(prompt.id).content, timeout=10)
+    assert busy.held
     assert await bot.bot.store.list_jobs(owner_id=alice) == []
 
     prompt = await command(emu, alice, "viggle character", name="Alice", image=att)
