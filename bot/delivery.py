@@ -314,7 +314,14 @@ class Delivery:
             else:  # but the end must be seen: a fresh card
                 message_id = (await self.post_card(job, channel, embed, view, replaces=message_id)).id
         await self.store.record_status(job.id, message_id=message_id, fingerprint=fp, edited_at=now)
-        return job.evolve(status_message_id=message_id, status_fingerprint=fp, status_edited_at=now)
+        shown = job.evolve(status_message_id=message_id, status_fingerprint=fp, status_edited_at=now)
+        if job.state.is_live:
+            # another process (a worker, a Refresh on the gateway) may have shown the job's end while
+            # this edit was on its way (a 429 wait): an older state must not be left on the card
+            newest = await self.store.get_job(job.id)
+            if newest is not None and newest.state.is_terminal:
+                return await self._sync_status(newest, force=False)
+        return shown
 
     async def show_final(self, job: Job) -> bool:
         """Make the card show the job's end; True once it does (a chore of a finished job)."""
