@@ -156,8 +156,12 @@ class MessagePlan:
         for position, name in data.get("files", []):
             art = (artifacts[position] if 0 <= position < len(artifacts) and artifacts[position].filename == name
                    else next((a for a in artifacts if a.filename == name), None))
-            if art is not None:
+            if art is not None and art.is_local:
                 plan.files.append(art)
+            elif art is not None:  # collected again as a link only (another machine took the job over)
+                for other in plan_messages([art], 0):
+                    plan.notes += [n for n in other.notes if n != "No files."]
+                    plan.downloads += other.downloads
             else:
                 plan.notes.append(f"{name} is no longer available.")
         return plan
