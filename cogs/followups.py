@@ -49,10 +49,12 @@ async def _launch_checked(interaction: discord.Interaction, job: Job,
     await launch(interaction, request)
 
 
-async def _answer(interaction: discord.Interaction, job: Job, run: Callable[[], Awaitable[str]]) -> None:
-    """A quick management action, answered privately."""
+async def _answer(interaction: discord.Interaction, job: Job, run: Callable[[], Awaitable[str]],
+                  command: str) -> None:
+    """A quick management action, answered privately, under the cooldown of its slash `command`."""
     await interaction.response.defer(ephemeral=True, thinking=True)
     try:
+        await interaction.client.jobs.cooldown(interaction, command)  # type: ignore[attr-defined]
         text = await run()
     except (Refusal, JobError, ProviderError) as exc:
         text = _problem(exc, job.provider)
@@ -193,6 +195,7 @@ class FollowUps(commands.Cog):
     async def _ply(self, interaction: discord.Interaction, job: Job) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
+            await self.bot.jobs.cooldown(interaction, "splat download")
             text, view = await splat_cog.scene_link(interaction, job.remote_id or "", "ply")
         except (JobError, ProviderError) as exc:
             await interaction.followup.send(_problem(exc, job.provider), ephemeral=True)
@@ -201,7 +204,8 @@ class FollowUps(commands.Cog):
                                         allowed_mentions=discord.AllowedMentions.none())
 
     async def _vis(self, interaction: discord.Interaction, job: Job) -> None:
-        await _answer(interaction, job, lambda: splat_cog.set_visibility(interaction, job.remote_id or "", None))
+        await _answer(interaction, job, lambda: splat_cog.set_visibility(interaction, job.remote_id or "", None),
+                      "splat visibility")
 
     async def _rename(self, interaction: discord.Interaction, job: Job) -> None:
         saved = await self.bot.store.get_object("vid2scene", "scene", job.remote_id or "")
@@ -209,7 +213,8 @@ class FollowUps(commands.Cog):
                                      default=(saved.name if saved else None))
 
         async def submitted(ix: discord.Interaction, values: list[str]) -> None:
-            await _answer(ix, job, lambda: splat_cog.rename_scene(ix, job.remote_id or "", values[0]))
+            await _answer(ix, job, lambda: splat_cog.rename_scene(ix, job.remote_id or "", values[0]),
+                          "splat rename")
 
         await interaction.response.send_modal(TextModal("Rename the scene", [title], submitted,
                                                         custom_id=f"fu-modal:rename:{job.id}"))
