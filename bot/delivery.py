@@ -156,8 +156,12 @@ class MessagePlan:
         for position, name in data.get("files", []):
             art = (artifacts[position] if 0 <= position < len(artifacts) and artifacts[position].filename == name
                    else next((a for a in artifacts if a.filename == name), None))
-            if art is not None:
+            if art is not None and art.is_local:
                 plan.files.append(art)
+            elif art is not None:  # collected again as a link only (another machine took the job over)
+                for other in plan_messages([art], 0):
+                    plan.notes += [n for n in other.notes if n != "No files."]
+                    plan.downloads += other.downloads
             else:
                 plan.notes.append(f"{name} is no longer available.")
         return plan
@@ -314,7 +318,14 @@ class Delivery:
             else:  # but the end must be seen: a fresh card
                 message_id = (await self.post_card(job, channel, embed, view, replaces=message_id)).id
         await self.store.record_status(job.id, message_id=message_id, fingerprint=fp, edited_at=now)
-        return job.evolve(status_message_id=message_id, status_fingerprint=fp, status_edited_at=now)
+        shown = job.evolve(status_message_id=message_id, status_fingerprint=fp, status_edited_at=now)
+        if job.state.is_live:
+            # another process (a worker, a Refresh on the gateway) may have shown the job's end while
+            # this edit was on its way (a 429 wait): an older state must not be left on the card
+            newest = await self.store.get_job(job.id)
+            if newest is not None and newest.state.is_terminal:
+                return await self._sync_status(newest, force=False)
+        return shown
 
     async def show_final(self, job: Job) -> bool:
         """Make the card show the job's end; True once it does (a chore of a finished job)."""

@@ -99,3 +99,18 @@ def test_a_stored_plan_names_the_same_files_after_they_are_fetched_again(tmp_pat
     assert plans[0].downloads == [("Download big.ply", "ply")]
     lost = [MessagePlan.from_json(d, refetched[:3]) for d in stored]
     assert lost[1].files == [] and lost[1].notes == ["layer10.webm is no longer available."]
+
+
+def test_a_planned_file_now_left_at_the_provider_is_offered_by_button(tmp_path):
+    """The plan attached a file; the worker that took the job over fetched it again as a link
+    only (no local copy): it is offered by its Download button instead of failing the delivery."""
+    import json
+
+    from bot.delivery import MessagePlan
+
+    arts = (art(tmp_path, "scene.spz", 1000, download_key="spz"),)
+    stored = json.loads(json.dumps([p.to_json(arts) for p in plan_messages(arts, 10 * MIB)]))
+    remote = (Artifact(path=tmp_path / "elsewhere" / "scene.spz", filename="scene.spz", download_key="spz",
+                       remote_size=1000),)
+    (plan,) = [MessagePlan.from_json(d, remote) for d in stored]
+    assert plan.files == [] and plan.downloads == [("Download scene.spz", "spz")]

@@ -374,3 +374,48 @@ async def test_a_replacement_card_posted_before_a_crash_is_not_posted_again(emu,
     await finished(harness, job_id)
     await asyncio.sleep(0.3)
     assert [c.id for c in cards(emu, job_id)] == [fresh[0].id]
+
+
+async def test_a_late_edit_from_another_process_does_not_leave_an_old_state_on_the_card(
+        emu, harness, users, echo_options):
+    """Another process (a Refresh on the gateway, a stalled worker) was editing the card to show
+    the job running when the job ended; its edit, held up by a rate limit, lands after the final
+    one. The card must end up showing the end, not "Running"."""
+    from types import SimpleNamespace
+
+    from bot.delivery import Delivery
+
+    echo_options.update(running_polls=400)
+    await harness.restart()
+    job_id = await run_echo(emu, users["alice"], "late edit")
+    card = await status_message(emu, job_id)
+    await emu.wait_for(lambda: (field(emu.message(card.id), "State") or "").startswith("Running"), timeout=10)
+    bot, gate, held = harness.bot, asyncio.Event(), asyncio.Event()
+
+    class HeldChannel:  # its edits wait, as discord.py waits out a 429 before sending
+        def __init__(self, channel):
+            self.channel = channel
+
+        def get_partial_message(self, message_id):
+            message = self.channel.get_partial_message(message_id)
+
+            async def edit(**kwargs):
+                held.set()
+                await gate.wait()
+                return await message.edit(**kwargs)
+            return SimpleNamespace(edit=edit)
+
+    other_process = SimpleNamespace(get_partial_messageable=lambda cid: HeldChannel(bot.get_partial_messageable(cid)),
+                                    get_guild=bot.get_guild, user=bot.user)
+    gateway = Delivery(other_process, bot.store, upload_limit=bot.delivery.upload_limit, edit_interval=0,
+                       provider_names=bot.delivery.provider_names)
+    running = await bot.store.get_job(job_id)
+    late = asyncio.create_task(gateway.sync_status(running.evolve(progress=0.5), force=True))
+    await asyncio.wait_for(held.wait(), 5)
+    await (await emu.slash("jobs cancel", user=users["alice"], options={"id": job_id})).wait_reply()
+    await finished(harness, job_id)
+    assert field(emu.message(card.id), "State") == "Cancelled"
+    gate.set()
+    await late
+    assert field(emu.message(card.id), "State") == "Cancelled"
+    assert len(cards(emu, job_id)) == 1
