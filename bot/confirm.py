@@ -16,29 +16,51 @@ from typing import Any
 import discord
 
 from bot.costs import Estimate, amount_words
-from bot.jobs import JobError, reply_private
+from bot.jobs import GUILD_ONLY, JobError, reply_private
+
+#: the slash command each kind of job belongs to. Its cooldown is that command's whether the job is
+#: started by the command, by a cost question's "Go ahead" or by a follow-up button (those carry no
+#: command of their own, so naming the cooldown after the interaction let them skip it).
+JOB_COMMANDS: dict[tuple[str, str], str] = {
+    ("viggle", "character"): "viggle character", ("viggle", "scene"): "viggle scene",
+    ("viggle", "template"): "viggle template", ("viggle", "render"): "viggle render",
+    ("viggle", "mix"): "viggle mix", ("vid2scene", "splat"): "splat create", ("scenario", "layers"): "layers",
+}
 
 
 @dataclass(frozen=True)
 class JobRequest:
-    """A job a command or button has validated and is ready to start."""
+    """A job a command or button has validated and is ready to start. `command` (the slash
+    command the job belongs to, for its cooldown) defaults from JOB_COMMANDS; a kind with no
+    command there is a programming error, caught when the request is built."""
 
     provider: str
     kind: str
     summary: str
     params: dict[str, Any]
     estimate: Estimate | None = None
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.command:
+            command = JOB_COMMANDS.get((self.provider, self.kind))
+            if command is None:
+                raise ValueError(f"no command for {self.provider} {self.kind} jobs: add it to JOB_COMMANDS")
+            object.__setattr__(self, "command", command)
 
     def to_json(self) -> dict[str, Any]:
         estimate = self.estimate
         return {"provider": self.provider, "kind": self.kind, "summary": self.summary, "params": self.params,
+                "command": self.command,
                 "estimate": None if estimate is None else {"amount": estimate.amount, "basis": estimate.basis}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobRequest:
         raw = data.get("estimate")
         estimate = Estimate(data["provider"], raw["amount"], raw["basis"]) if raw else None
-        return cls(data["provider"], data["kind"], data["summary"], data["params"], estimate)
+        # a question asked before requests carried their command gets it from its kind
+        return cls(data["provider"], data["kind"], data["summary"], data["params"], estimate,
+                   command=data.get("command") or "")
 
 
 async def confirm_threshold(client: Any, guild_id: int | None, provider: str) -> float | None:
@@ -54,7 +76,7 @@ async def _start(interaction: discord.Interaction, request: JobRequest) -> None:
     try:
         await interaction.client.jobs.start(  # type: ignore[attr-defined]
             interaction, provider=request.provider, kind=request.kind, summary=request.summary,
-            params=request.params, estimate=request.estimate)
+            params=request.params, estimate=request.estimate, command=request.command)
     except JobError as exc:
         await interaction.edit_original_response(content=str(exc)[:2000], view=None)
 
@@ -62,6 +84,9 @@ async def _start(interaction: discord.Interaction, request: JobRequest) -> None:
 async def launch(interaction: discord.Interaction, request: JobRequest) -> None:
     """Start the job, or first ask with a button when it costs more than the threshold. The
     interaction must have been deferred (ephemerally)."""
+    if interaction.guild_id is None:
+        await interaction.edit_original_response(content=GUILD_ONLY, view=None)
+        return
     estimate = request.estimate
     threshold = await confirm_threshold(interaction.client, interaction.guild_id, request.provider)
     if estimate is None or estimate.amount is None or threshold is None or estimate.amount <= threshold:

@@ -31,6 +31,11 @@ class JobError(Exception):
     """A refusal phrased for the user (shown ephemerally)."""
 
 
+#: why a job is refused outside a server: budgets, job limits and cost questions are per server
+GUILD_ONLY = ("Jobs that spend credits can only be started in a server, where its budget and limits apply; "
+              "nothing was started. Run the command in a server channel instead.")
+
+
 async def reply_private(interaction: discord.Interaction, text: str | None, **kwargs: Any) -> None:
     """Answer only the user who acted, whether or not the interaction was answered already."""
     kwargs.setdefault("allowed_mentions", discord.AllowedMentions.none())
@@ -109,11 +114,15 @@ class JobService:
         return provider
 
     async def start(self, interaction: discord.Interaction, *, provider: str, kind: str, summary: str,
-                    params: dict[str, Any], estimate: Estimate | None = None) -> Job:
+                    params: dict[str, Any], estimate: Estimate | None = None, command: str | None = None) -> Job:
         """Store a new job, post its status message, wake the runner. The interaction must have
         been deferred ephemerally; JobError means nothing was created. An `estimate` is booked
-        against the server's monthly budget in the same transaction as the job."""
+        against the server's monthly budget in the same transaction as the job, and the cooldown
+        of `command` (the slash command the job belongs to, also when a button starts it) is
+        taken there too. Only in a server: outside one no budget or server limit would apply."""
         prov = self.provider(provider, provider)
+        if interaction.guild_id is None:
+            raise JobError(GUILD_ONLY)
         missing = missing_permissions(interaction)
         if missing:
             raise JobError("I can't deliver results in this channel: I'm missing the "
@@ -124,8 +133,7 @@ class JobService:
         charge = None
         if estimate is not None:
             params = {**params, ESTIMATE_KEY: estimate.to_json()}
-            if interaction.guild_id is not None:
-                charge = Charge(provider, interaction.guild_id, month_key(now), estimate.amount)
+            charge = Charge(provider, interaction.guild_id, month_key(now), estimate.amount)
         job = Job(id=new_job_id(), provider=provider, kind=kind, state=JobState.ACCEPTED, owner_id=owner,
                   channel_id=interaction.channel_id or 0, guild_id=interaction.guild_id, summary=summary,
                   params=params, created_at=now, updated_at=now, next_run_at=now + FIRST_STEP_DELAY,
@@ -133,7 +141,8 @@ class JobService:
         try:
             job = await self.store.create_job(job, max_per_user=self.max_per_user, max_per_guild=self.max_per_guild,
                                               charge=charge,
-                                              cooldown=self._cooldown_for(interaction, f"{provider} {kind}"))
+                                              cooldown=self._cooldown_for(interaction, f"{provider} {kind}",
+                                                                          named=command))
         except CoolingDown as exc:
             raise JobError(self._wait_text(exc)) from None
         except BudgetExceeded as exc:

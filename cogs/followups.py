@@ -52,11 +52,13 @@ async def _launch_checked(interaction: discord.Interaction, job: Job,
     await launch(interaction, request)
 
 
-async def _answer(interaction: discord.Interaction, job: Job, run: Callable[[], Awaitable[str]]) -> None:
-    """A quick management action, answered privately."""
+async def _answer(interaction: discord.Interaction, job: Job, run: Callable[[], Awaitable[str]],
+                  command: str) -> None:
+    """A quick management action, answered privately, under the cooldown of its slash `command`."""
     if not interaction.response.is_done():
         await interaction.response.defer(ephemeral=True, thinking=True)
     try:
+        await interaction.client.jobs.cooldown(interaction, command)  # type: ignore[attr-defined]
         text = await run()
     except (Refusal, JobError, ProviderError) as exc:
         text = _problem(exc, job.provider)
@@ -216,6 +218,7 @@ class FollowUps(commands.Cog):
     # -- vid2scene ------------------------------------------------------------------------------
     async def _ply(self, interaction: discord.Interaction, job: Job) -> None:
         try:
+            await self.bot.jobs.cooldown(interaction, "splat download")
             text, view = await splat_cog.scene_link(interaction, job.remote_id or "", "ply")
         except (JobError, ProviderError) as exc:
             await interaction.followup.send(_problem(exc, job.provider), ephemeral=True)
@@ -224,7 +227,8 @@ class FollowUps(commands.Cog):
                                         allowed_mentions=discord.AllowedMentions.none())
 
     async def _vis(self, interaction: discord.Interaction, job: Job) -> None:
-        await _answer(interaction, job, lambda: splat_cog.set_visibility(interaction, job.remote_id or "", None))
+        await _answer(interaction, job, lambda: splat_cog.set_visibility(interaction, job.remote_id or "", None),
+                      "splat visibility")
 
     async def _rename(self, interaction: discord.Interaction, job_id: str) -> None:
         title = discord.ui.TextInput(label="New title", max_length=200, custom_id="title")
@@ -232,7 +236,8 @@ class FollowUps(commands.Cog):
         async def submitted(ix: discord.Interaction, values: list[str]) -> None:
             job = await self._submitted(ix, "rename", job_id)
             if job is not None:
-                await _answer(ix, job, lambda: splat_cog.rename_scene(ix, job.remote_id or "", values[0]))
+                await _answer(ix, job, lambda: splat_cog.rename_scene(ix, job.remote_id or "", values[0]),
+                              "splat rename")
 
         await interaction.response.send_modal(TextModal("Rename the scene", [title], submitted,
                                                         custom_id=f"fu-modal:rename:{job_id}"))

@@ -70,6 +70,7 @@ class Layers(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="layers", description="Split a video into transparent layers (Scenario)")
+    @app_commands.guild_only()  # a paid job: only where a server's budget and limits apply
     @app_commands.describe(
         video="The video to split (MP4, MOV or WebM)",
         instruction="How to split it: the objects or the rule, e.g. 'each person separately', not the scene",

@@ -165,6 +165,7 @@ class FreshLink(discord.ui.DynamicItem[discord.ui.Button],
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
+            await interaction.client.jobs.cooldown(interaction, "splat download")  # type: ignore[attr-defined]
             ref = await _resolve(interaction, self.scene)
             await _check_visible(interaction, ref)
             url = await _provider(interaction).link(ref.remote_id, self.kind)
@@ -254,6 +255,7 @@ async def scene_link(interaction: discord.Interaction, scene: str, kind: str) ->
     return _link_text(kind, url), view
 
 
+@app_commands.guild_only()  # starts paid jobs: only where a server's budget and limits apply
 class Splat(commands.GroupCog, group_name="splat", group_description="3D Gaussian splat scenes from a video"):
     def __init__(self, bot) -> None:
         self.bot = bot

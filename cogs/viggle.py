@@ -154,6 +154,7 @@ def prepare_mix(picture: dict[str, Any], clip: dict[str, Any], *, model: str = M
                       viggle_estimate("mix", fast=fast))
 
 
+@app_commands.guild_only()  # starts paid jobs: only where a server's budget and limits apply
 class Viggle(commands.GroupCog, group_name="viggle", group_description="Animate characters with Viggle"):
     def __init__(self, bot) -> None:
         self.bot = bot
