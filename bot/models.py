@@ -48,6 +48,7 @@ class Chore(enum.StrEnum):
     SAVED = "saved"  # the user's provider object is recorded
     SPOOL = "spool"  # the spool folder is removed
     CANCEL_REFUSED = "cancel_refused"  # the owner is told the provider would not stop the job
+    SETTLE = "settle"  # the server's ledger books what the job really cost (or refunds it)
 
 _FORWARD = {
     JobState.ACCEPTED: {JobState.UPLOADING},

@@ -631,12 +631,10 @@ class Runner:
         owed.append(Chore.CARD)
         if state is JobState.FAILED:
             owed.append(Chore.NOTICE)
-        owed.append(Chore.SPOOL)
+        owed += [Chore.SPOOL, Chore.SETTLE]  # the charge last: bookkeeping, after what users see
         ended = await self.store.transition(current, state, finish_pending=_with(current, *owed),
                                             next_run_at=self.clock(), attempts=0, **changes)
-        done = await self._do_chores(ended, provider)
-        await self._settle(ended)  # after what users see; the charge is bookkeeping
-        return done
+        return await self._do_chores(ended, provider)
 
     async def _cancel(self, job: Job, provider: Provider) -> Job:
         refused = None
@@ -667,15 +665,6 @@ class Runner:
                                      "so the bot stopped waiting. The job may be stuck on their side; "
                                      "please try again.")
 
-    async def _settle(self, job: Job) -> None:
-        """Book what a finished job really cost (or refund it) in the server's ledger."""
-        amount = settled_amount(job)
-        if amount is None:
-            return
-        try:
-            await self.store.settle_charge(job.id, amount)
-        except Exception:
-            log.exception("job %s: could not settle its charge", job.id)
 
     # -- chores (the outbox) ------------------------------------------------------------------------
     async def _do_chores(self, job: Job, provider: Provider | None) -> Job:
@@ -719,6 +708,10 @@ class Runner:
                     await self.store.save_object(saved)
             case Chore.SPOOL:
                 await self._clean(job)
+            case Chore.SETTLE:  # book what the job really cost, or refund it (idempotent)
+                amount = settled_amount(job)
+                if amount is not None:
+                    await self.store.settle_charge(job.id, amount)
             case _:
                 log.warning("job %s: unknown chore %r dropped", job.id, name)
         return True

@@ -755,3 +755,28 @@ async def test_a_job_a_lagging_list_keeps_calling_running_is_still_asked_alone_n
     assert listed and sorted(alone) == ["a", "b"]  # batched until then, each asked alone once
     assert [(await store.get_job(j.id)).state for j in jobs] == [JobState.COLLECTING] * 2
     await provider.close()
+
+
+async def test_a_job_ended_just_before_a_crash_is_still_settled_in_the_ledger(store, tmp_path):
+    """Settling the charge is owed with the job's end, like its card: a worker that dies right
+    after writing the end leaves it for the next one, and a cancelled job's estimate is refunded."""
+    from bot.store import Charge
+
+    class SimulatedCrash(BaseException):
+        pass
+
+    job = await store.create_job(make_job(state=JobState.UPLOADING), charge=Charge("echo", 100, "2030-01", 5.0))
+    dying = Runner(store, {}, FakeDelivery(), spool_dir=tmp_path / "spool")
+
+    async def dies(*args, **kwargs):
+        raise SimulatedCrash()
+
+    dying._do_chores = dies
+    with pytest.raises(SimulatedCrash):
+        await dying._end(job, JobState.CANCELLED, None, last_error="Cancelled on request.")
+    assert (await store.ledger_entry(job.id))["amount"] == 5.0  # not yet refunded
+    restarted = Runner(store, {}, FakeDelivery(), spool_dir=tmp_path / "spool")
+    await restarted._drive(await store.get_job(job.id))
+    entry = await store.ledger_entry(job.id)
+    assert entry["settled"] and entry["amount"] == 0
+    assert (await store.get_job(job.id)).finish_pending == ()

@@ -11,6 +11,7 @@ from bot.config import Vid2SceneSettings
 from bot.models import JobState
 from bot.providers.vid2scene import Vid2SceneProvider
 from bot.store import Store
+from sandbox.discord.messages import delete as delete_message
 from sandbox.media import make_video
 from sandbox.vid2scene import Vid2SceneSandbox
 from tests.e2e.harness import BotHarness
@@ -310,3 +311,66 @@ async def test_a_free_look_up_at_the_provider_has_its_cooldown_too(emu, tmp_path
     finally:
         await h.stop()
         await sandbox.stop()
+
+
+# -- a result is found again only by its own words -----------------------------------------------
+
+async def test_a_notice_about_the_job_is_never_taken_for_its_result(emu, harness, users):
+    """The owner was told the provider would not stop the job; then delivery broke off (a crash,
+    an outage) for longer than Discord keeps nonces. Looking through the channel for results
+    already posted must not take that notice for the result: the result is posted, once."""
+    delivery = harness.bot.delivery
+    real = delivery._send_part
+    reached = asyncio.Event()
+
+    async def dies_before_posting(job, channel, plan, index, total, fallback=None):
+        reached.set()
+        raise SimulatedCrash()
+
+    delivery._send_part = dies_before_posting
+    job_id = await run_echo(emu, users["alice"], "refused cancel")
+    await asyncio.wait_for(reached.wait(), 10)
+    job = await harness.bot.store.get_job(job_id)
+    await delivery.notify_cancel_refused(job.evolve(cancel_refused_at=job.created_at))
+    delivery._send_part = real
+    await harness.crash()
+    db = await Store.open(harness.settings().database_path)  # the outage outlasted the nonce window
+    job = await db.get_job(job_id)
+    await db.update(job, delivery_started_at=job.delivery_started_at - timedelta(minutes=10))
+    await db.close()
+    await harness.start()
+    [result] = await emu.wait_for(lambda: result_messages(emu, job_id), timeout=15)
+    assert result.attachments and result.attachments[0]["filename"] == "echo.txt"
+    await finished(harness, job_id)
+    assert len(result_messages(emu, job_id)) == 1
+    assert (await harness.bot.store.get_job(job_id)).result_message_ids == (result.id,)
+
+
+async def test_a_replacement_card_posted_before_a_crash_is_not_posted_again(emu, harness, users, echo_options):
+    """Someone deleted the card; the job's end went out on a fresh card, and the bot died before
+    writing its id. Back after Discord's nonce window, the bot finds that card in the channel
+    instead of posting a second one."""
+    echo_options.update(running_polls=400)
+    await harness.restart()
+    job_id = await run_echo(emu, users["alice"], "deleted card")
+    old = await status_message(emu, job_id)
+    await delete_message(emu, emu.message(old.id))  # as a user with Manage Messages would
+    store = harness.bot.store
+    real = store.record_status
+
+    async def dies_after_posting(job_id_, **kwargs):
+        if kwargs.get("message_id") not in (None, old.id):
+            raise SimulatedCrash()
+        return await real(job_id_, **kwargs)
+
+    store.record_status = dies_after_posting
+    await (await emu.slash("jobs cancel", user=users["alice"], options={"id": job_id})).wait_reply()
+    fresh = await emu.wait_for(lambda: [c for c in cards(emu, job_id) if c.id != old.id], timeout=10)
+    await asyncio.sleep(0.2)
+    await harness.crash()
+    fresh[0].created_at -= timedelta(minutes=30)  # past the nonce window: only the history can find it
+    await harness.start()
+    await emu.wait_for(lambda: field(emu.message(fresh[0].id), "State") == "Cancelled", timeout=10)
+    await finished(harness, job_id)
+    await asyncio.sleep(0.3)
+    assert [c.id for c in cards(emu, job_id)] == [fresh[0].id]

@@ -240,3 +240,20 @@ async def test_a_job_stuck_upstream_fails_at_its_deadline(emu, users, splat_bot,
     await emu.wait_for(lambda: "did not finish" in (field(emu.message(status.id), "Reason") or ""), timeout=5)
     assert job.detail == "Training the 3D scene" and job.progress  # it hung mid-training, not in the queue
     assert not result_messages(emu, job_id)
+
+
+@pytest.mark.parametrize("bot_options", [{"upload_limit_mb": 50.0}])
+async def test_a_server_refusing_the_upload_still_gets_download_buttons_for_the_paid_files(
+        emu, users, splat_bot, v2s_sandbox, tmp_path):
+    """The bot was told the server takes 50 MB (a boost that has lapsed since): Discord refuses the
+    files (413). The message is planned again under smaller limits; files that cannot be sent
+    still come as Download buttons, never silently dropped."""
+    emu.upload_limit = 2000  # what this server really accepts now
+    note = await create(emu, users["alice"], make_video(tmp_path / "o.mp4"), "mug.mp4", "video/mp4")
+    job_id = job_id_of(note.content)
+    result = await wait_result(emu, job_id, timeout=20)
+    assert all(a["size"] <= 2000 for a in result.attachments)
+    labels = str(result.components)
+    assert "Download mug.ply" in labels and "Download mug.spz" in labels
+    assert "use the button" in result.content
+    assert len(result_messages(emu, job_id)) == 1
