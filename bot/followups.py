@@ -24,10 +24,12 @@ FOLLOW_UPS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
     ("scenario", "layers"): (("instr", "Try another instruction"),),
 }
 ACTIONS = "|".join(sorted({a for buttons in FOLLOW_UPS.values() for a, _ in buttons}))
+#: a job id as custom_ids carry it (buttons, the picker and the forms they open)
+JOB_ID = r"[a-z0-9]{4,16}"
 
 
 class FollowUpButton(discord.ui.DynamicItem[discord.ui.Button],
-                     template=rf"fu:(?P<action>{ACTIONS}):(?P<job_id>[a-z0-9]{{4,16}})"):
+                     template=rf"fu:(?P<action>{ACTIONS}):(?P<job_id>{JOB_ID})"):
     def __init__(self, action: str, job_id: str, *, label: str | None = None) -> None:
         style = discord.ButtonStyle.primary if action in ("scene", "char", "again", "mix", "instr") \
             else discord.ButtonStyle.secondary

@@ -8,13 +8,14 @@ command would refuse. Buttons that spend are for the job's owner only.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 
 import discord
 from discord.ext import commands
 
 from bot.confirm import JobRequest, launch
-from bot.followups import FollowUpButton
+from bot.followups import JOB_ID, FollowUpButton
 from bot.jobs import JobError, reply_private
 from bot.models import Job, JobState
 from bot.providers.base import NotFound, ProviderError, user_message
@@ -65,33 +66,58 @@ async def _answer(interaction: discord.Interaction, job: Job, run: Callable[[], 
     await interaction.followup.send(text[:2000], ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
 
-class TextModal(discord.ui.Modal):
-    """One or two text boxes; on submit, hands the values to a callback."""
-
-    def __init__(self, title: str, fields: list[discord.ui.TextInput],
-                 done: Callable[[discord.Interaction, list[str]], Awaitable[None]], *, custom_id: str) -> None:
-        super().__init__(title=title, timeout=900, custom_id=custom_id)
-        self._fields, self._done = fields, done
-        for item in fields:
-            self.add_item(item)
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        await self._done(interaction, [str(f.value or "") for f in self._fields])
+def _form(title: str, action: str, job_id: str, fields: list[discord.ui.TextInput]) -> discord.ui.Modal:
+    """A form whose submit is answered from its custom_id (`FollowUps.on_interaction`), not from this
+    object: nothing of it is kept here, so it still works after a restart or on another process."""
+    modal = discord.ui.Modal(title=title, custom_id=f"fu-modal:{action}:{job_id}")
+    for item in fields:
+        modal.add_item(item)
+    modal.stop()  # a stopped modal is not stored by send_modal
+    return modal
 
 
-class PickOne(discord.ui.View):
-    """A select of the user's saved objects; picking one runs `done` with its id."""
+def _typed(data: dict | None) -> dict[str, str]:
+    """A submitted form's values by their input's custom_id (in action rows or labels)."""
+    out: dict[str, str] = {}
 
-    def __init__(self, custom_id: str, placeholder: str, options: list[discord.SelectOption],
-                 done: Callable[[discord.Interaction, str], Awaitable[None]]) -> None:
-        super().__init__(timeout=900)
-        select = discord.ui.Select(custom_id=custom_id, placeholder=placeholder, options=options[:25])
+    def walk(component: dict) -> None:
+        if "value" in component and component.get("custom_id"):
+            out[component["custom_id"]] = str(component["value"] or "")
+        for inner in component.get("components") or []:
+            walk(inner)
+        if isinstance(component.get("component"), dict):
+            walk(component["component"])
 
-        async def chosen(interaction: discord.Interaction) -> None:
-            await done(interaction, select.values[0])
+    for row in (data or {}).get("components") or []:
+        walk(row)
+    return out
 
-        select.callback = chosen
-        self.add_item(select)
+
+#: a submitted follow-up form: what it was for and the job it came from
+FORM = re.compile(rf"fu-modal:(?P<action>mix|rename|instr):(?P<job_id>{JOB_ID})")
+#: the picker's kind -> the button that opened it (whose owner rule applies)
+PICKED_BY = {"scene": "scene", "character": "char"}
+
+
+class PickOne(discord.ui.DynamicItem[discord.ui.Select],
+              template=rf"fu-pick:(?P<kind>scene|character):(?P<job_id>{JOB_ID})"):
+    """A select of the user's saved objects. Persistent: the custom_id names the job, the store
+    holds the rest, so picking works after a restart; the owner is checked again on use."""
+
+    def __init__(self, kind: str, job_id: str, *, placeholder: str | None = None,
+                 options: list[discord.SelectOption] | None = None) -> None:
+        super().__init__(discord.ui.Select(custom_id=f"fu-pick:{kind}:{job_id}", placeholder=placeholder,
+                                           options=(options or [])[:25]))
+        self.kind, self.job_id = kind, job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Select,
+                             match: re.Match[str]) -> PickOne:
+        return cls(match["kind"], match["job_id"], placeholder=item.placeholder, options=item.options)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        picked = (self.item.values or [""])[0]
+        await interaction.client.followups.on_pick(interaction, self.kind, self.job_id, picked)
 
 
 class FollowUps(commands.Cog):
@@ -100,10 +126,10 @@ class FollowUps(commands.Cog):
 
     async def cog_load(self) -> None:
         self.bot.followups = self
-        self.bot.add_dynamic_items(FollowUpButton)
+        self.bot.add_dynamic_items(FollowUpButton, PickOne)
 
     async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(FollowUpButton)
+        self.bot.remove_dynamic_items(FollowUpButton, PickOne)
         self.bot.followups = None
 
     async def on_click(self, interaction: discord.Interaction, action: str, job_id: str) -> None:
@@ -133,33 +159,45 @@ class FollowUps(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         return await self._usable(interaction, action, job_id)
 
+    async def on_pick(self, interaction: discord.Interaction, kind: str, job_id: str, picked: str) -> None:
+        """A scene picked for a character (or a character for a scene): render them together."""
+        await interaction.response.defer(ephemeral=True, thinking=True)  # ack before the store
+        if not (job := await self._usable(interaction, PICKED_BY[kind], job_id)):
+            return
+        scene, character = (picked, job.remote_id or "") if kind == "scene" else (job.remote_id or "", picked)
+        await _launch_checked(interaction, job, lambda: viggle_cog.prepare_render(
+            self.bot, job.owner_id, scene=scene, character=character))
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Follow-up forms are answered here, from their custom_id, whichever process showed them."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        match = FORM.fullmatch(str((interaction.data or {}).get("custom_id", "")))
+        if match is None:
+            return
+        if job := await self._submitted(interaction, match["action"], match["job_id"]):
+            await getattr(self, f"_submitted_{match['action']}")(interaction, job, _typed(interaction.data))
+
     # -- Viggle ---------------------------------------------------------------------------------
-    async def _pick(self, interaction: discord.Interaction, job: Job, kind: str,
-                    done: Callable[[discord.Interaction, str], Awaitable[None]]) -> None:
+    async def _pick(self, interaction: discord.Interaction, job: Job, kind: str) -> None:
         objects = await viggle_cog.saved(self.bot, job.owner_id, kind, limit=25)
         if not objects:
             maker = "/viggle scene` or `/viggle template" if kind == "scene" else "/viggle character"
             await reply_private(interaction, f"You have no {kind}s yet; make one with `{maker}`.")
             return
         options = [discord.SelectOption(label=describe(o)[:100], value=o.remote_id[:100]) for o in objects]
-        view = PickOne(f"fu-pick:{kind}:{job.id}", f"Choose one of your {kind}s", options, done)
+        view = discord.ui.View(timeout=None)
+        view.add_item(PickOne(kind, job.id, placeholder=f"Choose one of your {kind}s", options=options))
         await reply_private(interaction, f"Which {kind}?", view=view)
 
     async def _scene(self, interaction: discord.Interaction, job: Job) -> None:
-        """Character -> Render into a scene…"""
-        async def done(ix: discord.Interaction, scene_id: str) -> None:
-            await _launch_checked(ix, job, lambda: viggle_cog.prepare_render(
-                self.bot, job.owner_id, scene=scene_id, character=job.remote_id or ""))
-
-        await self._pick(interaction, job, "scene", done)
+        """Character -> Render into a scene… (the pick is answered by `on_pick`)"""
+        await self._pick(interaction, job, "scene")
 
     async def _char(self, interaction: discord.Interaction, job: Job) -> None:
-        """Scene -> Render a character…"""
-        async def done(ix: discord.Interaction, character_id: str) -> None:
-            await _launch_checked(ix, job, lambda: viggle_cog.prepare_render(
-                self.bot, job.owner_id, scene=job.remote_id or "", character=character_id))
-
-        await self._pick(interaction, job, "character", done)
+        """Scene -> Render a character… (the pick is answered by `on_pick`)"""
+        await self._pick(interaction, job, "character")
 
     async def _again(self, interaction: discord.Interaction, job: Job) -> None:
         """Render -> Render again, with the same choices."""
@@ -183,25 +221,19 @@ class FollowUps(commands.Cog):
         """Render -> Mix with another image: the same motion, a new picture (given as a link)."""
         link = discord.ui.TextInput(label="Link to the new picture (PNG or JPG)", placeholder="https://…",
                                     max_length=1000, custom_id="link")
+        await interaction.response.send_modal(_form("Mix with another image", "mix", job_id, [link]))
 
-        async def submitted(ix: discord.Interaction, values: list[str]) -> None:
-            job = await self._submitted(ix, "mix", job_id)
-            if job is None:
-                return
+    async def _submitted_mix(self, interaction: discord.Interaction, job: Job, values: dict[str, str]) -> None:
+        async def prepare() -> JobRequest:
+            picture = one_input(None, values.get("link", ""), "image", "picture", self.bot.net.policy)
+            clip = await self._clip_of(job)
+            p = job.params
+            return viggle_cog.prepare_mix(picture, clip, model=p.get("model") or viggle_cog.MODELS[0],
+                                          background_mode=p.get("background_mode") or "original",
+                                          bg_color=p.get("bg_color"), fast=bool(p.get("fast")),
+                                          first="a new picture", second=_clip_label(job))
 
-            async def prepare() -> JobRequest:
-                picture = one_input(None, values[0], "image", "picture", self.bot.net.policy)
-                clip = await self._clip_of(job)
-                p = job.params
-                return viggle_cog.prepare_mix(picture, clip, model=p.get("model") or viggle_cog.MODELS[0],
-                                              background_mode=p.get("background_mode") or "original",
-                                              bg_color=p.get("bg_color"), fast=bool(p.get("fast")),
-                                              first="a new picture", second=_clip_label(job))
-
-            await _launch_checked(ix, job, prepare)
-
-        await interaction.response.send_modal(TextModal("Mix with another image", [link], submitted,
-                                                        custom_id=f"fu-modal:mix:{job_id}"))
+        await _launch_checked(interaction, job, prepare)
 
     async def _clip_of(self, job: Job) -> dict:
         """The driving clip of a render: the mix's own, or the clip the scene was made from."""
@@ -232,15 +264,11 @@ class FollowUps(commands.Cog):
 
     async def _rename(self, interaction: discord.Interaction, job_id: str) -> None:
         title = discord.ui.TextInput(label="New title", max_length=200, custom_id="title")
+        await interaction.response.send_modal(_form("Rename the scene", "rename", job_id, [title]))
 
-        async def submitted(ix: discord.Interaction, values: list[str]) -> None:
-            job = await self._submitted(ix, "rename", job_id)
-            if job is not None:
-                await _answer(ix, job, lambda: splat_cog.rename_scene(ix, job.remote_id or "", values[0]),
-                              "splat rename")
-
-        await interaction.response.send_modal(TextModal("Rename the scene", [title], submitted,
-                                                        custom_id=f"fu-modal:rename:{job_id}"))
+    async def _submitted_rename(self, interaction: discord.Interaction, job: Job, values: dict[str, str]) -> None:
+        await _answer(interaction, job, lambda: splat_cog.rename_scene(interaction, job.remote_id or "",
+                                                                       values.get("title", "")), "splat rename")
 
     # -- Scenario -------------------------------------------------------------------------------
     async def _instr(self, interaction: discord.Interaction, job_id: str) -> None:
@@ -248,24 +276,20 @@ class FollowUps(commands.Cog):
                                            max_length=layers_cog.MAX_INSTRUCTION, custom_id="instruction")
         layers = discord.ui.TextInput(label="At most this many layers (1-10)", max_length=2, custom_id="layers",
                                       default="6")
+        await interaction.response.send_modal(_form("Try another instruction", "instr", job_id,
+                                                    [instruction, layers]))
 
-        async def submitted(ix: discord.Interaction, values: list[str]) -> None:
-            job = await self._submitted(ix, "instr", job_id)
-            if job is None:
-                return
+    async def _submitted_instr(self, interaction: discord.Interaction, job: Job, values: dict[str, str]) -> None:
+        async def prepare() -> JobRequest:
+            provider = await self.bot.jobs.recalled_provider(layers_cog.PROVIDER, layers_cog.DISPLAY)
+            try:
+                count = int(values.get("layers", "").strip())
+            except ValueError:
+                raise JobError("The number of layers must be a whole number from 1 to 10.") from None
+            return layers_cog.prepare_layers(provider, dict(job.params["video"]), values.get("instruction", ""),
+                                             count)
 
-            async def prepare() -> JobRequest:
-                provider = await self.bot.jobs.recalled_provider(layers_cog.PROVIDER, layers_cog.DISPLAY)
-                try:
-                    count = int(values[1].strip())
-                except ValueError:
-                    raise JobError("The number of layers must be a whole number from 1 to 10.") from None
-                return layers_cog.prepare_layers(provider, dict(job.params["video"]), values[0], count)
-
-            await _launch_checked(ix, job, prepare)
-
-        await interaction.response.send_modal(TextModal("Try another instruction", [instruction, layers], submitted,
-                                                        custom_id=f"fu-modal:instr:{job_id}"))
+        await _launch_checked(interaction, job, prepare)
 
 
 def _source(params: dict, what: str) -> dict:

@@ -254,3 +254,67 @@ async def test_a_mix_is_priced_from_its_clip_before_paying_and_refused_over_the_
     assert not viggle.requests_to(r"^/api/render$", "POST") and (await settled(bot, over))["amount"] == 0
     fits = await finished(emu, bot, await command(emu, alice, "viggle mix", **options))
     assert (await settled(bot, fits))["amount"] == viggle.jobs[(await bot.bot.store.get_job(fits)).remote_id].cost == 2
+
+
+async def test_a_picker_opened_before_a_restart_starts_one_render_for_its_owner_only(emu, bot, users, viggle, media):
+    """The select a button opens outlives the bot that drew it (a deploy while the user chooses)."""
+    alice, bob = users["alice"], users["bob"]
+    char_job = await character(emu, bot, alice, media, "Alice")
+    scene_job = await scene(emu, bot, alice, media)
+    card = await status_message(emu, char_job)
+    await card_buttons(emu, card.id)
+    pick = await (await click(emu, emu.message(card.id), "Render into a scene…", alice)).wait_reply()
+    scene_id = (await bot.bot.store.get_job(scene_job)).remote_id
+    await bot.restart()
+
+    # a forged pick: Discord shows the picker to alice only, but the bot must not rely on that
+    emu.message(pick.id).visible_to = bob
+    refused = await (await click(emu, pick, f"fu-pick:scene:{char_job}", bob, values=[scene_id])).wait_reply()
+    assert refused.ephemeral and refused.visible_to == bob and "Only <@" in refused.content
+    emu.message(pick.id).visible_to = alice
+    assert await bot.bot.store.list_jobs(owner_id=bob) == []
+
+    chosen = await click(emu, pick, f"fu-pick:scene:{char_job}", alice, values=[scene_id])
+    started = await chosen.wait_reply()
+    assert "Expected cost: about 2 credits" in started.content
+    render_job = await finished(emu, bot, started)
+    render = await bot.bot.store.get_job(render_job)
+    assert render.owner_id == alice and render.params["scene_id"] == scene_id
+    assert render.params["character_id"] == (await bot.bot.store.get_job(char_job)).remote_id
+    assert len(chosen.replies) == 1 and len(viggle.requests_to(r"^/api/render$", "POST")) == 1
+    assert [j.kind for j in await bot.bot.store.list_jobs(owner_id=alice)].count("render") == 1
+
+
+async def test_a_form_opened_before_a_restart_starts_one_mix_for_its_owner_only(emu, bot, users, viggle, media):
+    """The typed link of a form opened before a restart is not lost; someone else's submit is refused."""
+    alice, bob = users["alice"], users["bob"]
+    await character(emu, bot, alice, media, "Alice")
+    await scene(emu, bot, alice, media)
+    render_job = await finished(emu, bot, await command(emu, alice, "viggle render", scene="Dance", character="Alice"))
+    card = await status_message(emu, render_job)
+    await card_buttons(emu, card.id)
+    picture = emu.attachment_record(emu.attachment(media["bob"], "bob.png", "image/png"))["url"]
+
+    # answered once while the bot that showed the form still runs
+    ix = await click(emu, emu.message(card.id), "Mix with another image", alice)
+    submit = await emu.submit_modal(ix.modal["custom_id"], values={"link": picture}, user=alice)
+    await submit.wait_ack(timeout=3)
+    first = await finished(emu, bot, await submit.wait_reply())
+    assert len(submit.replies) == 1 and len(viggle.requests_to(r"^/api/render$", "POST")) == 2
+
+    ix = await click(emu, emu.message(card.id), "Mix with another image", alice)
+    await bot.restart()
+    forged = await emu.submit_modal(ix.modal["custom_id"], values={"link": picture}, user=bob)
+    await forged.wait_ack(timeout=3)
+    refused = await forged.wait_reply()
+    assert refused.ephemeral and refused.visible_to == bob and "Only <@" in refused.content
+    assert await bot.bot.store.list_jobs(owner_id=bob) == []
+
+    submit = await emu.submit_modal(ix.modal["custom_id"], values={"link": picture}, user=alice)
+    await submit.wait_ack(timeout=3)
+    second = await finished(emu, bot, await submit.wait_reply())
+    mix = await bot.bot.store.get_job(second)
+    assert second != first and mix.owner_id == alice and mix.params["image_url"] == picture
+    assert mix.params["video"]["filename"] == "dance.mp4"
+    assert len(submit.replies) == 1 and len(viggle.requests_to(r"^/api/render$", "POST")) == 3
+    assert [j.kind for j in await bot.bot.store.list_jobs(owner_id=alice)].count("mix") == 2
