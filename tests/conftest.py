@@ -17,3 +17,12 @@ def postgres_server():
     server = PostgresServer().start()
     yield server
     server.stop()
+
+
+#: the longest tests start first, so the run does not wait on one of them started last
+LONG_FIRST = ("tests/e2e/test_crash_kill.py", "tests/e2e/test_workers_kill_e2e.py", "tests/e2e/test_workers_e2e.py",
+              "tests/e2e/test_console_e2e.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not item.nodeid.startswith(LONG_FIRST))

@@ -60,7 +60,7 @@ async def bot(emu, tmp_path, v2s, scenario):
         return {"vid2scene": Vid2SceneProvider(v_section, sandbox_net(v2s, emu)), "scenario": layers}
 
     # the product's cooldowns (layers 30 s, splat create 30 s, ...), not the harness's "all off"
-    h = BotHarness(emu, tmp_path, providers, extensions=EXTENSIONS, status_edit_seconds=0.2,
+    h = BotHarness(emu, tmp_path, providers, extensions=EXTENSIONS,
                    cooldowns=dict(DEFAULT_COOLDOWNS))
     await h.start()
     yield h

@@ -58,7 +58,7 @@ async def bot(emu, tmp_path, v2s, scenario):
     # Discord's per-channel limits still apply, in short windows so the test stays quick
     for bucket in ("message_create", "message_edit"):
         emu.rate_limits.set(bucket, limit=5, per=0.5)
-    h = BotHarness(emu, tmp_path, providers, extensions=EXTENSIONS, status_edit_seconds=0.2)
+    h = BotHarness(emu, tmp_path, providers, extensions=EXTENSIONS)
     await h.start()
     yield h
     await h.stop()

@@ -74,7 +74,7 @@ async def layers_bot(emu, tmp_path, scenario):
         prov.limits = quick(prov.limits)
         return {"scenario": prov}
 
-    h = BotHarness(emu, tmp_path, providers, extensions=("cogs.jobs", "cogs.layers"), status_edit_seconds=0.2)
+    h = BotHarness(emu, tmp_path, providers, extensions=("cogs.jobs", "cogs.layers"))
     await h.start()
     yield h
     await h.stop()
@@ -147,7 +147,7 @@ async def splat_bot(emu, tmp_path, v2s):
         prov.limits = quick(prov.limits)
         return {"vid2scene": prov}
 
-    h = BotHarness(emu, tmp_path, providers, extensions=("cogs.jobs", "cogs.splat"), status_edit_seconds=0.2)
+    h = BotHarness(emu, tmp_path, providers, extensions=("cogs.jobs", "cogs.splat"))
     await h.start()
     yield h
     await h.stop()
@@ -211,7 +211,7 @@ async def viggle_bot(emu, tmp_path, viggle):
     settings = ViggleSettings(api_key=viggle.api_key, base_url=viggle.base_url, poll_min_seconds=0.05,
                               poll_max_seconds=0.2)
     h = BotHarness(emu, tmp_path, lambda: {"viggle": ViggleProvider(settings, sandbox_net(viggle, emu))},
-                   extensions=("cogs.jobs", "cogs.viggle"), status_edit_seconds=0.2)
+                   extensions=("cogs.jobs", "cogs.viggle"))
     await h.start()
     yield h
     await h.stop()

@@ -119,7 +119,7 @@ async def test_an_outage_after_payment_backs_off_and_delivers_once(emu, tmp_path
     section = Vid2SceneSettings(api_key=env["VID2SCENE_API_KEY"], base_url=env["VID2SCENE_BASE_URL"],
                                 poll_min_seconds=0.02, poll_max_seconds=0.1, deadline_minutes={"splat": 2})
     h = BotHarness(emu, tmp_path, lambda: {"vid2scene": Vid2SceneProvider(section, sandbox_net(sandbox, emu))},
-                   extensions=("cogs.jobs", "cogs.splat"), status_edit_seconds=0.2, max_attempts=3)
+                   extensions=("cogs.jobs", "cogs.splat"), max_attempts=3)
     await h.start()
     try:
         video = make_video(tmp_path / "orbit.mp4", seconds=2)

@@ -41,7 +41,7 @@ async def test_only_operators_see_download_and_delete_a_scene_made_outside_the_b
     section = Vid2SceneSettings(api_key=env["VID2SCENE_API_KEY"], base_url=env["VID2SCENE_BASE_URL"],
                                 poll_min_seconds=0.05, poll_max_seconds=0.2)
     h = BotHarness(emu, tmp_path, lambda: {"vid2scene": Vid2SceneProvider(section, sandbox_net(v2s, emu))},
-                   extensions=("cogs.jobs", "cogs.splat"), status_edit_seconds=0.2, operator_ids=[operator])
+                   extensions=("cogs.jobs", "cogs.splat"), operator_ids=[operator])
     bot = await h.start()
     try:
         bot.tree.copy_global_to(guild=discord.Object(eves_guild))
