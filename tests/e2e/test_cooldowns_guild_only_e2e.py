@@ -6,62 +6,25 @@ and the commands that start paid jobs are registered as server-only."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 import sandbox.discord.emulator as emulator_module
-from bot.config import DEFAULT_COOLDOWNS, ScenarioSettings, Vid2SceneSettings
+from bot.config import DEFAULT_COOLDOWNS
 from bot.confirm import JOB_COMMANDS
 from bot.models import JobState
-from bot.providers.scenario import ScenarioProvider
-from bot.providers.vid2scene import Vid2SceneProvider
 from sandbox.discord.interactions import base_payload
 from sandbox.media import make_video
-from sandbox.scenario import ScenarioSandbox
-from sandbox.vid2scene import Vid2SceneSandbox
 from tests.e2e.cards_helpers import card_buttons, custom_id
-from tests.e2e.harness import BotHarness
 from tests.e2e.helpers import job_id_of, status_message, wait_job_state
-from tests.support.policy import sandbox_net
+from tests.e2e.splat_layers_world import splat_layers_harness
 
 EXTENSIONS = ("cogs.jobs", "cogs.splat", "cogs.layers", "cogs.budget", "cogs.followups", "cogs.viggle")
 
 
 @pytest.fixture
-async def v2s():
-    s = Vid2SceneSandbox(queue_seconds=0.2, pickup_seconds=0.05, processing_seconds=0.2, training_seconds=0.6)
-    await s.start()
-    yield s
-    await s.stop()
-
-
-@pytest.fixture
-async def scenario(tmp_path):
-    sb = ScenarioSandbox(upload_validate_seconds=0.05, queue_seconds=0.1, warmup_seconds=0.05, run_seconds=0.3,
-                         layer_seconds=0.5, layers_found=2, workdir=tmp_path / "scenario")
-    await sb.start()
-    yield sb
-    await sb.stop()
-
-
-@pytest.fixture
 async def bot(emu, tmp_path, v2s, scenario):
-    v_env, s_env = v2s.env_lines(), scenario.env_lines()
-    v_section = Vid2SceneSettings(api_key=v_env["VID2SCENE_API_KEY"], base_url=v_env["VID2SCENE_BASE_URL"],
-                                  poll_min_seconds=0.05, poll_max_seconds=0.2)
-    s_section = ScenarioSettings(api_key=s_env["SCENARIO_API_KEY"], api_secret=s_env["SCENARIO_API_SECRET"],
-                                 base_url=s_env["SCENARIO_BASE_URL"], poll_min_seconds=0.05, poll_max_seconds=0.2)
-
-    def providers():
-        layers = ScenarioProvider(s_section, sandbox_net(scenario, emu))
-        layers.upload_poll_seconds = 0.05
-        layers.limits = dataclasses.replace(layers.limits, reconcile_settle=0.5)
-        return {"vid2scene": Vid2SceneProvider(v_section, sandbox_net(v2s, emu)), "scenario": layers}
-
     # the product's cooldowns (layers 30 s, splat create 30 s, ...), not the harness's "all off"
-    h = BotHarness(emu, tmp_path, providers, extensions=EXTENSIONS,
-                   cooldowns=dict(DEFAULT_COOLDOWNS))
+    h = splat_layers_harness(emu, tmp_path, v2s, scenario, extensions=EXTENSIONS, cooldowns=dict(DEFAULT_COOLDOWNS))
     await h.start()
     yield h
     await h.stop()
@@ -80,6 +43,16 @@ async def private_answer(emu, message, label: str, user: int) -> str:
     return found[0].content
 
 
+async def layers_result_card(emu, bot, user: int, video) -> tuple[str, object]:
+    """A finished /layers job of `user`, and its card once it shows the result and its buttons."""
+    job_id = job_id_of((await reply_of(await emu.slash("layers", user=user, options={
+        "video": video, "instruction": "the dancer", "max_layers": 3}))).content)
+    await wait_job_state(bot, job_id, JobState.DONE, timeout=30)
+    card = await status_message(emu, job_id)
+    await card_buttons(emu, card.id)
+    return job_id, emu.message(card.id)
+
+
 async def jobs_of(bot, user: int) -> list:
     return await bot.bot.store.list_jobs(owner_id=user, limit=50)
 
@@ -87,12 +60,7 @@ async def jobs_of(bot, user: int) -> list:
 async def test_try_another_instruction_waits_for_the_layers_cooldown(emu, bot, users, tmp_path):
     alice = users["alice"]
     att = emu.attachment(make_video(tmp_path / "clip.mp4", seconds=1.0), "clip.mp4", "video/mp4")
-    first = job_id_of((await reply_of(await emu.slash("layers", user=alice, options={
-        "video": att, "instruction": "the dancer", "max_layers": 3}))).content)
-    await wait_job_state(bot, first, JobState.DONE, timeout=30)
-    card = await status_message(emu, first)
-    await card_buttons(emu, card.id)
-    card = emu.message(card.id)
+    first, card = await layers_result_card(emu, bot, alice, att)
 
     ix = await emu.click(card, custom_id(card, "Try another instruction"), user=alice)
     await ix.wait_ack(timeout=3)
@@ -154,12 +122,7 @@ def _as_dm(payload: dict) -> dict:
 async def test_a_button_in_a_dm_cannot_start_a_job(emu, bot, users, tmp_path, monkeypatch):
     alice = users["alice"]
     att = emu.attachment(make_video(tmp_path / "clip.mp4", seconds=1.0), "clip.mp4", "video/mp4")
-    first = job_id_of((await reply_of(await emu.slash("layers", user=alice, options={
-        "video": att, "instruction": "the dancer", "max_layers": 3}))).content)
-    await wait_job_state(bot, first, JobState.DONE, timeout=30)
-    card = await status_message(emu, first)
-    await card_buttons(emu, card.id)
-    card = emu.message(card.id)
+    first, card = await layers_result_card(emu, bot, alice, att)
     bot.bot.jobs.cooldowns.clear()  # only the DM check stands in the way
 
     monkeypatch.setattr(emulator_module, "base_payload", lambda emu_, ix: _as_dm(base_payload(emu_, ix)))

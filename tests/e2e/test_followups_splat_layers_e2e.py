@@ -4,61 +4,25 @@ instruction), clicked on the old message after the bot was built anew."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import pytest
 
-from bot.config import ScenarioSettings, Vid2SceneSettings
 from bot.models import JobState
-from bot.providers.scenario import ScenarioProvider
-from bot.providers.vid2scene import Vid2SceneProvider
 from sandbox.media import make_video
-from sandbox.scenario import ScenarioSandbox
-from sandbox.vid2scene import Vid2SceneSandbox
 from tests.e2e.cards_helpers import card_buttons, custom_id
-from tests.e2e.harness import BotHarness
 from tests.e2e.helpers import field, job_id_of, result_messages, status_message, wait_job_state
+from tests.e2e.splat_layers_world import splat_layers_harness
 from tests.support.busy_store import BusyStore
-from tests.support.policy import sandbox_net
 
 EXTENSIONS = ("cogs.jobs", "cogs.splat", "cogs.layers", "cogs.budget", "cogs.followups")
 
 
 @pytest.fixture
-async def v2s():
-    service = Vid2SceneSandbox(queue_seconds=0.2, pickup_seconds=0.05, processing_seconds=0.2, training_seconds=0.6)
-    await service.start()
-    yield service
-    await service.stop()
-
-
-@pytest.fixture
-async def scenario(tmp_path):
-    sb = ScenarioSandbox(upload_validate_seconds=0.05, queue_seconds=0.1, warmup_seconds=0.05, run_seconds=0.3,
-                         layer_seconds=0.5, layers_found=2, workdir=tmp_path / "scenario")
-    await sb.start()
-    yield sb
-    await sb.stop()
-
-
-@pytest.fixture
 async def bot(emu, tmp_path, v2s, scenario):
-    v_env, s_env = v2s.env_lines(), scenario.env_lines()
-    v_section = Vid2SceneSettings(api_key=v_env["VID2SCENE_API_KEY"], base_url=v_env["VID2SCENE_BASE_URL"],
-                                  poll_min_seconds=0.05, poll_max_seconds=0.2)
-    s_section = ScenarioSettings(api_key=s_env["SCENARIO_API_KEY"], api_secret=s_env["SCENARIO_API_SECRET"],
-                                 base_url=s_env["SCENARIO_BASE_URL"], poll_min_seconds=0.05, poll_max_seconds=0.2)
-
-    def providers():
-        layers = ScenarioProvider(s_section, sandbox_net(scenario, emu))
-        layers.upload_poll_seconds = 0.05
-        layers.limits = dataclasses.replace(layers.limits, reconcile_settle=0.5)
-        return {"vid2scene": Vid2SceneProvider(v_section, sandbox_net(v2s, emu)), "scenario": layers}
-
     # Discord's per-channel limits still apply, in short windows so the test stays quick
     for bucket in ("message_create", "message_edit"):
         emu.rate_limits.set(bucket, limit=5, per=0.5)
-    h = BotHarness(emu, tmp_path, providers, extensions=EXTENSIONS)
+    h = splat_layers_harness(emu, tmp_path, v2s, scenario, extensions=EXTENSIONS)
     await h.start()
     yield h
     await h.stop()

@@ -5,25 +5,15 @@ the bot's operators (OPERATOR_IDS, the application's owner) can, and replies nam
 from __future__ import annotations
 
 import discord
-import pytest
 
 from bot.config import Vid2SceneSettings
 from bot.models import JobState
 from bot.providers.vid2scene import Vid2SceneProvider
 from sandbox.media import make_video
-from sandbox.vid2scene import Vid2SceneSandbox
 from tests.e2e.cards_helpers import custom_id, labels
 from tests.e2e.harness import BotHarness
 from tests.e2e.helpers import field, job_id_of, wait_job_state
 from tests.support.policy import sandbox_net
-
-
-@pytest.fixture
-async def v2s():
-    service = Vid2SceneSandbox(queue_seconds=0.2, pickup_seconds=0.05, processing_seconds=0.2, training_seconds=0.6)
-    await service.start()
-    yield service
-    await service.stop()
 
 
 async def reply(emu, command: str, user: int, **kwargs):
