@@ -7,7 +7,9 @@ command would refuse. Buttons that spend are for the job's owner only.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 
@@ -23,6 +25,8 @@ from cogs import layers as layers_cog
 from cogs import splat as splat_cog
 from cogs import viggle as viggle_cog
 from cogs.viggle_checks import Refusal, describe, one_input
+
+log = logging.getLogger(__name__)
 
 #: actions that start a paid job: only the owner may click them
 SPENDING = {"scene", "char", "again", "mix", "instr"}
@@ -64,6 +68,18 @@ async def _answer(interaction: discord.Interaction, job: Job, run: Callable[[], 
     except (Refusal, JobError, ProviderError) as exc:
         text = _problem(exc, job.provider)
     await interaction.followup.send(text[:2000], ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+
+
+@contextlib.asynccontextmanager
+async def _never_silent(interaction: discord.Interaction):
+    """An unexpected error still gets the user an answer (else "thinking…" would stay up for good)."""
+    try:
+        yield
+    except Exception:
+        log.exception("follow-up %s failed", (interaction.data or {}).get("custom_id"))
+        with contextlib.suppress(discord.HTTPException):
+            await reply_private(interaction, "Something went wrong on our side; nothing was started. "
+                                             "Please try again, or use the slash command.")
 
 
 def _form(title: str, action: str, job_id: str, fields: list[discord.ui.TextInput]) -> discord.ui.Modal:
@@ -162,11 +178,12 @@ class FollowUps(commands.Cog):
     async def on_pick(self, interaction: discord.Interaction, kind: str, job_id: str, picked: str) -> None:
         """A scene picked for a character (or a character for a scene): render them together."""
         await interaction.response.defer(ephemeral=True, thinking=True)  # ack before the store
-        if not (job := await self._usable(interaction, PICKED_BY[kind], job_id)):
-            return
-        scene, character = (picked, job.remote_id or "") if kind == "scene" else (job.remote_id or "", picked)
-        await _launch_checked(interaction, job, lambda: viggle_cog.prepare_render(
-            self.bot, job.owner_id, scene=scene, character=character))
+        async with _never_silent(interaction):
+            if not (job := await self._usable(interaction, PICKED_BY[kind], job_id)):
+                return
+            scene, character = (picked, job.remote_id or "") if kind == "scene" else (job.remote_id or "", picked)
+            await _launch_checked(interaction, job, lambda: viggle_cog.prepare_render(
+                self.bot, job.owner_id, scene=scene, character=character))
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
@@ -176,8 +193,9 @@ class FollowUps(commands.Cog):
         match = FORM.fullmatch(str((interaction.data or {}).get("custom_id", "")))
         if match is None:
             return
-        if job := await self._submitted(interaction, match["action"], match["job_id"]):
-            await getattr(self, f"_submitted_{match['action']}")(interaction, job, _typed(interaction.data))
+        async with _never_silent(interaction):
+            if job := await self._submitted(interaction, match["action"], match["job_id"]):
+                await getattr(self, f"_submitted_{match['action']}")(interaction, job, _typed(interaction.data))
 
     # -- Viggle ---------------------------------------------------------------------------------
     async def _pick(self, interaction: discord.Interaction, job: Job, kind: str) -> None:
