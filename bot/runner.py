@@ -52,9 +52,10 @@ _PAID_STEPS = (JobState.SUBMITTED, JobState.RUNNING, JobState.COLLECTING)
 #: a job answered by list requests is still asked on its own this often: a list that lags (a
 #: cached page) must not keep a finished, paid job "running" until its deadline
 ASK_ALONE_EVERY = 600.0
-#: among several workers, a job of a provider this worker lacks is failed only once it has been due
-#: this long with no worker taking it (another one may have that provider)
-ORPHANED_AFTER = 3600.0
+#: among several workers, one is taken as running while it has said so within this long (each says
+#: so at least every WORKER_BEAT seconds); a job is failed for a provider none of them offers
+WORKER_ALIVE = 600.0
+WORKER_BEAT = 60.0
 
 #: a runner lane: (provider, POLL or WORK), or CHORES for finished jobs' chores (no provider slot)
 Lane = tuple[str | None, str]
@@ -95,6 +96,7 @@ class Runner:
         self.batch_window = batch_window
         #: this worker's name in leases; "" means the only worker (a crash's leases are all its own)
         self.worker_id = worker_id
+        self._beaten_at = float("-inf")
         self.lease_seconds = lease_seconds
         self._to_release: set[str] = set()
         self._renewed_at = 0.0
@@ -199,6 +201,7 @@ class Runner:
         long to wait for the next due job. No task waits for a slot: a full lane's due jobs stay
         in the store until a step of that lane ends (which wakes the loop)."""
         now = self.clock()
+        await self._beat()
         await self._tend_leases()
         for lane, capacity in self._capacity.items():
             free = capacity - len(self._busy[lane])
@@ -223,12 +226,13 @@ class Runner:
             if lane == CHORES:
                 claimed += await claim(limit=free, states=TERMINAL_STATES)
                 if len(claimed) < free:
-                    # live jobs of a provider this bot no longer has are failed with a reason. Alone, at
-                    # once; among several workers only when none has run them for a long while (the
-                    # others may have it: a worker missing a key, a rolling upgrade)
-                    orphaned = now - timedelta(seconds=ORPHANED_AFTER) if self.worker_id else None
-                    claimed += await claim(limit=free - len(claimed), not_providers=self.providers,
-                                           states=_LIVE_STATES, due_by=orphaned)
+                    # live jobs of a provider this bot no longer has are failed with a reason; among
+                    # several workers only those of a provider no running worker offers (the others
+                    # may have it: a worker missing a key, a rolling upgrade)
+                    offered = set(self.providers)
+                    if self.worker_id:
+                        offered |= await self.store.offered_providers(now - timedelta(seconds=WORKER_ALIVE))
+                    claimed += await claim(limit=free - len(claimed), not_providers=offered, states=_LIVE_STATES)
             else:
                 claimed += await claim(limit=free, provider=name,
                                        states=_POLL_STATES if kind == POLL else _WORK_STATES)
@@ -250,6 +254,13 @@ class Runner:
                 with contextlib.suppress(Exception):
                     await self.store.release_leases(worker, idle)
             raise
+
+    async def _beat(self) -> None:
+        """Among several workers: say which providers this one offers, now and then."""
+        loop_now = asyncio.get_running_loop().time()
+        if self.worker_id and loop_now - self._beaten_at >= WORKER_BEAT:
+            self._beaten_at = loop_now
+            await self.store.beat_worker(self.worker_id, self.providers, self.clock())
 
     async def _tend_leases(self) -> None:
         """Give back the leases of steps that ended, and extend those still running well before

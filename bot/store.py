@@ -131,6 +131,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN lease_until REAL;
     ALTER TABLE jobs ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: which providers each running worker offers (so none fails a job another one can run)
+    """
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        providers TEXT NOT NULL,
+        seen_at REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -641,6 +649,19 @@ class Store:
         return await self._execute_write(
             f"UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND id IN ({', '.join('?' for _ in ids)})",
             [_ts(until), worker, *ids])
+
+    async def beat_worker(self, worker: str, providers: Iterable[str], now: datetime) -> None:
+        """Say that `worker` runs and offers these providers (a runner does so every turn or so)."""
+        await self._execute_write(
+            "INSERT INTO workers (id, providers, seen_at) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "providers = excluded.providers, seen_at = excluded.seen_at",
+            (worker, json.dumps(sorted(providers)), _ts(now)))
+
+    async def offered_providers(self, since: datetime) -> set[str]:
+        """The providers some worker seen since `since` offers."""
+        async with self._db.execute("SELECT providers FROM workers WHERE seen_at >= ?", (_ts(since),)) as cur:
+            rows = await cur.fetchall()
+        return {name for row in rows for name in json.loads(row[0])}
 
     async def release_leases(self, worker: str | None, job_ids: Iterable[str] | None = None) -> int:
         """Give up `worker`'s leases (on these jobs, or all of them); `worker` None: everyone's

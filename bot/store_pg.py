@@ -135,6 +135,14 @@ PG_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN lease_until DOUBLE PRECISION;
     ALTER TABLE jobs ADD COLUMN lease_token BIGINT NOT NULL DEFAULT 0;
     """,
+    # 5: which providers each running worker offers (so none fails a job another one can run)
+    """
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        providers TEXT NOT NULL,
+        seen_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 )
 
 #: any key will do, as long as it is ours: one process migrates at a time

@@ -305,3 +305,13 @@ async def test_leases_are_given_back_and_renewed_by_their_owner_only(store):
     assert await store.claim_due(now + timedelta(seconds=100), worker="b", lease_seconds=30, limit=5) == []
     assert await store.release_leases("a", [job.id]) == 1
     assert [j.id for j in await store.claim_due(now, worker="b", lease_seconds=30, limit=5)] == [job.id]
+
+
+async def test_workers_say_which_providers_they_offer_until_they_fall_silent(store, reopen):
+    now = utcnow()
+    await store.beat_worker("a", ["viggle", "echo"], now - timedelta(minutes=30))  # stopped long ago
+    other = await reopen()
+    await other.beat_worker("b", ["scenario"], now)
+    await other.beat_worker("a", ["echo"], now)  # restarted without viggle
+    assert await store.offered_providers(now - timedelta(minutes=10)) == {"echo", "scenario"}
+    assert await store.offered_providers(now + timedelta(seconds=1)) == set()

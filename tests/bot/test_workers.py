@@ -213,32 +213,34 @@ async def test_a_worker_frozen_in_its_last_read_before_paying_does_not_pay_again
 
 async def test_a_worker_without_a_provider_leaves_its_jobs_to_the_workers_that_have_it(location, tmp_path):
     """A worker missing a provider (an older version in a rolling upgrade, a key missing from its
-    environment) must not fail the jobs other workers are running, paid ones included. Only a job
-    no worker has taken for a long while is failed, with the reason."""
+    environment) must not fail the jobs other workers run or have queued, paid ones included, however
+    long they have waited for a slot. Only a job of a provider no running worker offers is failed,
+    with the reason."""
     from datetime import timedelta
 
     from bot.models import utcnow
-    from bot.runner import ORPHANED_AFTER
 
     remote = EchoRemote()
     store = await open_store(location)
-    running = remote.create("t", "t", 0, 10_000)  # paid, still running at the provider
-    live = await store.create_job(make_job(state=JobState.RUNNING, remote_id=running.id))
-    forgotten = await store.create_job(make_job(
-        state=JobState.RUNNING, remote_id=remote.create("u", "u", 0, 10_000).id,
-        next_run_at=utcnow() - timedelta(seconds=ORPHANED_AFTER + 60)))
+    await store.beat_worker("new-version", ["echo"], utcnow())  # a running worker that has echo
+    running = await store.create_job(make_job(state=JobState.RUNNING, remote_id=remote.create("t", "t", 0, 10_000).id))
+    backlog = await store.create_job(make_job(state=JobState.COLLECTING, remote_id=remote.create("u", "u", 0, 0).id,
+                                              next_run_at=utcnow() - timedelta(hours=2)))  # waiting for a slot
+    gone = await store.create_job(make_job(provider="retired", state=JobState.UPLOADING))
     provider = provider_for(remote)
     other = Runner(store, {"viggle": provider}, FakeDelivery(), spool_dir=tmp_path / "o", worker_id="old-version",
                    idle_wait=0.1)
     other.start()
     try:
         async def failed():
-            return (await store.get_job(forgotten.id)).state is JobState.FAILED
+            return (await store.get_job(gone.id)).state is JobState.FAILED
 
         await _until(failed)
         await asyncio.sleep(0.3)  # several more passes
-        assert (await store.get_job(live.id)).state is JobState.RUNNING
-        assert "service is not configured" in (await store.get_job(forgotten.id)).last_error
+        assert "service is not configured" in (await store.get_job(gone.id)).last_error
+        assert (await store.get_job(running.id)).state is JobState.RUNNING
+        assert (await store.get_job(backlog.id)).state is JobState.COLLECTING
+        assert "viggle" in await store.offered_providers(utcnow() - timedelta(minutes=1))  # it said so too
     finally:
         await other.stop(grace=0.5)
         await provider.close()
