@@ -97,6 +97,9 @@ class Runner:
         #: this worker's name in leases; "" means the only worker (a crash's leases are all its own)
         self.worker_id = worker_id
         self._beaten_at = float("-inf")
+        self._beats = 0
+        #: providers other running workers offer (read with each beat): their jobs are not ours to fail
+        self._offered_elsewhere: set[str] = set()
         self.lease_seconds = lease_seconds
         self._to_release: set[str] = set()
         self._renewed_at = 0.0
@@ -225,13 +228,12 @@ class Runner:
         try:
             if lane == CHORES:
                 claimed += await claim(limit=free, states=TERMINAL_STATES)
-                if len(claimed) < free:
+                if len(claimed) < free and (not self.worker_id or self._beats >= 2):
                     # live jobs of a provider this bot no longer has are failed with a reason; among
                     # several workers only those of a provider no running worker offers (the others
-                    # may have it: a worker missing a key, a rolling upgrade)
-                    offered = set(self.providers)
-                    if self.worker_id:
-                        offered |= await self.store.offered_providers(now - timedelta(seconds=WORKER_ALIVE))
+                    # may have it: a worker missing a key, a rolling upgrade), and only once workers
+                    # started with this one have had a beat to say what they offer
+                    offered = set(self.providers) | self._offered_elsewhere
                     claimed += await claim(limit=free - len(claimed), not_providers=offered, states=_LIVE_STATES)
             else:
                 claimed += await claim(limit=free, provider=name,
@@ -256,11 +258,15 @@ class Runner:
             raise
 
     async def _beat(self) -> None:
-        """Among several workers: say which providers this one offers, now and then."""
+        """Among several workers: say which providers this one offers, and learn what the others
+        offer, now and then."""
         loop_now = asyncio.get_running_loop().time()
         if self.worker_id and loop_now - self._beaten_at >= WORKER_BEAT:
             self._beaten_at = loop_now
-            await self.store.beat_worker(self.worker_id, self.providers, self.clock())
+            now = self.clock()
+            await self.store.beat_worker(self.worker_id, self.providers, now)
+            self._offered_elsewhere = await self.store.offered_providers(now - timedelta(seconds=WORKER_ALIVE))
+            self._beats += 1
 
     async def _tend_leases(self) -> None:
         """Give back the leases of steps that ended, and extend those still running well before

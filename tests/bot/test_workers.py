@@ -211,15 +211,18 @@ async def test_a_worker_frozen_in_its_last_read_before_paying_does_not_pay_again
             await closing
 
 
-async def test_a_worker_without_a_provider_leaves_its_jobs_to_the_workers_that_have_it(location, tmp_path):
+async def test_a_worker_without_a_provider_leaves_its_jobs_to_the_workers_that_have_it(location, tmp_path,
+                                                                                         monkeypatch):
     """A worker missing a provider (an older version in a rolling upgrade, a key missing from its
     environment) must not fail the jobs other workers run or have queued, paid ones included, however
     long they have waited for a slot. Only a job of a provider no running worker offers is failed,
     with the reason."""
     from datetime import timedelta
 
+    import bot.runner
     from bot.models import utcnow
 
+    monkeypatch.setattr(bot.runner, "WORKER_BEAT", 0.1)  # workers say what they offer every 0.1 s
     remote = EchoRemote()
     store = await open_store(location)
     await store.beat_worker("new-version", ["echo"], utcnow())  # a running worker that has echo
