@@ -35,8 +35,13 @@ from bot.delivery import Delivery
 from bot.models import Job, JobState, RemotePhase, RemoteStatus, utcnow
 from bot.polling import PollClock
 from bot.providers.base import Provider, ProviderLimits
-from bot.runner import Runner
+from bot.runner import ASK_ALONE_EVERY, Runner
 from bot.store import new_job_id
+
+#: a job's deadline (Scenario's layers: 60 min; the bench's jobs never reach theirs)
+DEADLINE = 3600.0
+#: how often a listed job is still asked on its own (the runner's rule)
+ALONE_PERIOD = max(ASK_ALONE_EVERY, DEADLINE / 4)
 
 PROVIDER = "fake"
 
@@ -123,11 +128,18 @@ async def _fill(args, origin: float) -> None:
     long_ago = now - timedelta(hours=1)
     clock = PollClock(submitted_at=long_ago.timestamp(), running_since=long_ago.timestamp()).to_json()
     jobs = []
+
+    def asked_alone(i: int) -> float:
+        """Steady state: each job was last asked on its own (the runner does so every
+        ALONE_PERIOD seconds, whatever the lists say) at a time spread over that period."""
+        return now.timestamp() - ALONE_PERIOD * ((i * 7919) % args.jobs) / args.jobs
+
     for i in range(args.jobs):
         first = now + timedelta(seconds=args.poll_max * i / args.jobs)
         jobs.append(Job(id=new_job_id(), provider=PROVIDER, kind="render", state=JobState.RUNNING,
                         owner_id=1000 + i, channel_id=1, guild_id=None, summary="bench",
-                        remote_id=f"r{i}", provider_data={"_poll": clock}, created_at=long_ago,
+                        remote_id=f"r{i}", provider_data={"_poll": clock, "_asked_alone": asked_alone(i)},
+                        created_at=long_ago,
                         updated_at=long_ago, running_since=long_ago, next_run_at=first,
                         status_message_id=1, status_edited_at=long_ago))
     delivery = _delivery(store)
@@ -139,7 +151,7 @@ async def _fill(args, origin: float) -> None:
 async def _drive(args, started_at: float) -> dict:
     store = await _open_store(args)
     limits = ProviderLimits(poll_min=args.poll_min, poll_max=args.poll_max, max_concurrent=4,
-                            default_deadline=86400.0 * 30)
+                            default_deadline=DEADLINE)
     provider = (BatchProvider if args.batch else SlowProvider)(args.latency, limits)
     with tempfile.TemporaryDirectory() as spool:
         runner = Runner(store, {PROVIDER: provider}, _delivery(store), spool_dir=Path(spool),

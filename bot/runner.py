@@ -49,8 +49,9 @@ FINAL_ERRORS = (InputRejected, AuthFailed, OutOfCredits, NotFound, SubmissionUnk
 NOT_CREATED = (InputRejected, AuthFailed, OutOfCredits, RateLimited)
 #: steps that run after the paid call, on work that exists at the provider
 _PAID_STEPS = (JobState.SUBMITTED, JobState.RUNNING, JobState.COLLECTING)
-#: a job answered by list requests is still asked on its own this often: a list that lags (a
-#: cached page) must not keep a finished, paid job "running" until its deadline
+#: a job answered by list requests is still asked on its own this often (or four times before its
+#: deadline, if that is rarer): a list that lags (a cached page) must not keep a finished, paid
+#: job "running" until its deadline
 ASK_ALONE_EVERY = 600.0
 #: among several workers, one is taken as running while it has said so within this long (each says
 #: so at least every WORKER_BEAT seconds); a job is failed for a provider none of them offers
@@ -297,7 +298,7 @@ class Runner:
             return []
         return [j for j in jobs if j.remote_id and not j.cancel_requested and not j.attempts and not j.last_error
                 and (j.deadline_at is None or now <= j.deadline_at) and provider.can_batch(j)
-                and now.timestamp() - _asked_alone(j) < ASK_ALONE_EVERY]
+                and now.timestamp() - _asked_alone(j) < max(ASK_ALONE_EVERY, provider.limits.deadline_for(j.kind) / 4)]
 
     async def _claim_riders(self, lane: Lane, free: int, now: datetime, claimed: list[Job]) -> list[Job]:
         """Jobs of a batched poll's provider due within its `batch_ahead_seconds`: the list request
