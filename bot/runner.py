@@ -95,8 +95,10 @@ class Runner:
         self.clock = clock
         self.idle_wait = idle_wait
         self.batch_window = batch_window
-        #: this worker's name in leases; "" means the only worker (a crash's leases are all its own)
+        #: this worker's name among several; "" means the only worker (a crash's leases are all its own)
         self.worker_id = worker_id
+        #: the name its leases are taken under
+        self.lease_owner = worker_id or "local"
         self._beaten_at = float("-inf")
         self._beats = 0
         #: providers other running workers offer (read with each beat): their jobs are not ours to fail
@@ -114,7 +116,6 @@ class Runner:
             self._capacity[(name, POLL)] = p.limits.max_concurrent_polls
             self._capacity[(name, WORK)] = p.limits.max_concurrent
         self._busy: dict[Lane, set[str]] = {lane: set() for lane in self._capacity}
-        self._provider_of: dict[str, str] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._status_dirty: set[str] = set()
@@ -162,7 +163,7 @@ class Runner:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         try:  # other workers may take these jobs at once instead of waiting for the leases to run out
-            await self.store.release_leases(self.worker_id or "local", self._to_release | self._inflight.keys())
+            await self.store.release_leases(self.lease_owner, self._to_release | self._inflight.keys())
         except Exception:
             log.warning("could not give back this worker's leases; they run out by themselves")
         # status edits are cosmetic and re-done on the next step: do not wait out a rate limit
@@ -223,8 +224,7 @@ class Runner:
         """Claim a lane's due jobs and start them. Whatever a failing pass claimed but did not
         start is given back at once (else it would wait out its lease)."""
         name, kind = lane
-        worker = self.worker_id or "local"
-        claim = functools.partial(self.store.claim_due, now, worker=worker, lease_seconds=self.lease_seconds)
+        claim = functools.partial(self.store.claim_due, now, worker=self.lease_owner, lease_seconds=self.lease_seconds)
         claimed: list[Job] = []
         try:
             if lane == CHORES:
@@ -255,7 +255,7 @@ class Runner:
             idle = [job.id for job in claimed if job.id not in self._inflight]
             if idle:
                 with contextlib.suppress(Exception):
-                    await self.store.release_leases(worker, idle)
+                    await self.store.release_leases(self.lease_owner, idle)
             raise
 
     async def _beat(self) -> None:
@@ -272,21 +272,19 @@ class Runner:
     async def _tend_leases(self) -> None:
         """Give back the leases of steps that ended, and extend those still running well before
         they run out (a worker that stalls stops extending, and its jobs are taken over)."""
-        worker = self.worker_id or "local"
         if self._to_release:
             done, self._to_release = self._to_release, set()
-            await self.store.release_leases(worker, done - self._inflight.keys())
+            await self.store.release_leases(self.lease_owner, done - self._inflight.keys())
         loop_now = asyncio.get_running_loop().time()
         if self._inflight and loop_now - self._renewed_at > self.lease_seconds / 3:
             self._renewed_at = loop_now
-            await self.store.renew_leases(worker, list(self._inflight),
+            await self.store.renew_leases(self.lease_owner, list(self._inflight),
                                           self.clock() + timedelta(seconds=self.lease_seconds))
 
     def _spawn(self, jobs: list[Job], lane: Lane, step, name: str) -> None:
         task = asyncio.create_task(step, name=name)
         for job in jobs:
             self._busy[lane].add(job.id)
-            self._provider_of[job.id] = job.provider
             self._inflight[job.id] = task
             task.add_done_callback(lambda _t, jid=job.id, ln=lane: self._step_done(jid, ln))
 
@@ -298,7 +296,7 @@ class Runner:
             return []
         return [j for j in jobs if j.remote_id and not j.cancel_requested and not j.attempts and not j.last_error
                 and (j.deadline_at is None or now <= j.deadline_at) and provider.can_batch(j)
-                and now.timestamp() - _asked_alone(j) < max(ASK_ALONE_EVERY, provider.limits.deadline_for(j.kind) / 4)]
+                and not _due_alone(j, provider, now)]
 
     async def _claim_riders(self, lane: Lane, free: int, now: datetime, claimed: list[Job]) -> list[Job]:
         """Jobs of a batched poll's provider due within its `batch_ahead_seconds`: the list request
@@ -306,15 +304,14 @@ class Runner:
         provider = self.providers[lane[0]]
         if free <= 0 or provider.batch_ahead_seconds <= 0:
             return []
-        worker = self.worker_id or "local"
         taken = {job.id for job in claimed}
-        early = await self.store.claim_due(now, worker=worker, lease_seconds=self.lease_seconds, limit=free,
+        early = await self.store.claim_due(now, worker=self.lease_owner, lease_seconds=self.lease_seconds, limit=free,
                                            provider=lane[0], states=_POLL_STATES,
                                            due_by=now + timedelta(seconds=provider.batch_ahead_seconds))
         early = [job for job in early if job.id not in taken and job.id not in self._inflight]
         riders = self._batchable(early, lane, now)
         if back := [job.id for job in early if job not in riders]:
-            await self.store.release_leases(worker, back)
+            await self.store.release_leases(self.lease_owner, back)
         return riders
 
     async def _drive_batch(self, jobs: list[Job], lane: Lane) -> None:
@@ -354,7 +351,6 @@ class Runner:
 
     def _step_done(self, job_id: str, lane: Lane) -> None:
         self._inflight.pop(job_id, None)
-        self._provider_of.pop(job_id, None)
         self._busy.get(lane, set()).discard(job_id)
         self._to_release.add(job_id)
         self._wake.set()
@@ -739,10 +735,12 @@ class Runner:
         await asyncio.to_thread(shutil.rmtree, self.spool_dir / job.id, True)
 
 
-def _asked_alone(job: Job) -> float:
-    """When the provider was last asked about this job on its own (else when the job was made)."""
+def _due_alone(job: Job, provider: Provider, now: datetime) -> bool:
+    """Whether a listed job is due to be asked about on its own (ASK_ALONE_EVERY, or a quarter of
+    its deadline if rarer), counted from the last time it was (else from when it was made)."""
     value = job.provider_data.get("_asked_alone")
-    return float(value) if isinstance(value, int | float) else job.created_at.timestamp()
+    asked = float(value) if isinstance(value, int | float) else job.created_at.timestamp()
+    return now.timestamp() - asked >= max(ASK_ALONE_EVERY, provider.limits.deadline_for(job.kind) / 4)
 
 
 def _with(job: Job, *chores: Chore) -> tuple[str, ...]:
