@@ -40,6 +40,8 @@ REQUEST_CAP = 25 * 1024 * 1024
 #: the smallest per-file limit Discord has had for bots (tried when a server refuses our upload)
 SMALLEST_UPLOAD_LIMIT = 10 * 1024 * 1024
 MAX_CONTENT = 2000
+#: the one line of a result with nothing to show
+NO_FILES = "No files."
 
 _STATE_WORDS = {
     JobState.ACCEPTED: "Accepted",
@@ -140,6 +142,13 @@ class MessagePlan:
     notes: list[str] = field(default_factory=list)
     downloads: list[tuple[str, str]] = field(default_factory=list)  # (label, key)
 
+    def absorb(self, plans: list[MessagePlan]) -> None:
+        """Take in what other plans hold (`plan_messages`'s "No files." placeholder aside)."""
+        for other in plans:
+            self.files += other.files
+            self.notes += [n for n in other.notes if n != NO_FILES]
+            self.downloads += other.downloads
+
     @property
     def size(self) -> int:
         return sum(a.size for a in self.files)
@@ -159,9 +168,7 @@ class MessagePlan:
             if art is not None and art.is_local:
                 plan.files.append(art)
             elif art is not None:  # collected again as a link only (another machine took the job over)
-                for other in plan_messages([art], 0):
-                    plan.notes += [n for n in other.notes if n != "No files."]
-                    plan.downloads += other.downloads
+                plan.absorb(plan_messages([art], 0))
             else:
                 plan.notes.append(f"{name} is no longer available.")
         return plan
@@ -212,15 +219,14 @@ def plan_messages(artifacts: list[Artifact] | tuple[Artifact, ...], limit: int) 
         elif not art.optional:
             note = f"{label} ({_mib(size)}) is over this server's upload limit ({_mib(limit)})."
             room_for(note, button=False).notes.append(note)
-    return [p for p in plans if p.files or p.notes or p.downloads] or [MessagePlan(notes=["No files."])]
+    return [p for p in plans if p.files or p.notes or p.downloads] or [MessagePlan(notes=[NO_FILES])]
 
 
 def _merged(plans: list[MessagePlan], original: MessagePlan) -> MessagePlan:
     """One message from several plans of the same files, keeping the original's notes and buttons
     (it stays one part of the delivery, whose number of parts is fixed)."""
-    merged = MessagePlan(notes=[n for p in plans for n in p.notes if n != "No files."] + original.notes,
-                         downloads=[d for p in plans for d in p.downloads] + original.downloads)
-    merged.files = [a for p in plans for a in p.files]
+    merged = MessagePlan()
+    merged.absorb([*plans, MessagePlan(notes=original.notes, downloads=original.downloads)])
     return merged
 
 

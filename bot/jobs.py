@@ -76,9 +76,12 @@ class JobService:
         #: seconds between two uses of a command by one user, by command name ("viggle render")
         self.cooldowns = dict(cooldowns or {})
 
-    def _cooldown_for(self, interaction: discord.Interaction, fallback: str, *,
-                      named: str | None = None) -> Cooldown | None:
-        command = named or (interaction.command.qualified_name if interaction.command is not None else fallback)
+    def _cooldown_for(self, interaction: discord.Interaction, command: str | None = None) -> Cooldown | None:
+        """The user's cooldown for `command`, else for the slash command being run (a button or
+        form names the command it belongs to: it has none of its own)."""
+        command = command or (interaction.command.qualified_name if interaction.command is not None else None)
+        if command is None:
+            return None
         seconds = self.cooldowns.get(command, self.cooldowns.get("*", 0.0))
         return Cooldown(interaction.user.id, command, seconds, utcnow()) if seconds > 0 else None
 
@@ -92,7 +95,7 @@ class JobService:
         """Take the user's cooldown for a command that calls a provider (default: the one being
         run); JobError, saying how long to wait, while it runs. Job commands take theirs in
         `start`, in the same write as the job."""
-        taken = self._cooldown_for(interaction, command or "", named=command)
+        taken = self._cooldown_for(interaction, command)
         if taken is None:
             return
         try:
@@ -141,8 +144,7 @@ class JobService:
         try:
             job = await self.store.create_job(job, max_per_user=self.max_per_user, max_per_guild=self.max_per_guild,
                                               charge=charge,
-                                              cooldown=self._cooldown_for(interaction, f"{provider} {kind}",
-                                                                          named=command))
+                                              cooldown=self._cooldown_for(interaction, command))
         except CoolingDown as exc:
             raise JobError(self._wait_text(exc)) from None
         except BudgetExceeded as exc:
