@@ -30,6 +30,14 @@ def provider_for(remote: EchoRemote) -> EchoProvider:
                                                               max_concurrent_polls=4))
 
 
+async def shut_down(runners: list[Runner], *closables) -> None:
+    """Stop the workers (a frozen one's step is cut after a second), then close their clients and stores."""
+    for runner in runners:
+        await runner.stop(grace=1)
+    for closable in closables:
+        await closable.close()
+
+
 async def _until(predicate, seconds: float = 20.0) -> None:
     for _ in range(int(seconds / 0.05)):
         if await predicate():
@@ -157,10 +165,8 @@ async def test_a_job_taken_over_mid_upload_fetches_its_input_again_and_is_paid_o
         assert (await b_store.get_job(job.id)).state is JobState.DONE
     finally:
         release.set()
-        await a.stop(grace=1)
-        await b.stop()
-        for closing in (a_provider.close(), b_provider.close(), a_store.close(), b_store.close(), host.stop()):
-            await closing
+        await shut_down([a, b], a_provider, b_provider, a_store, b_store)
+        await host.stop()
 
 
 async def test_a_worker_frozen_in_its_last_read_before_paying_does_not_pay_again(location, tmp_path):
@@ -205,10 +211,7 @@ async def test_a_worker_frozen_in_its_last_read_before_paying_does_not_pay_again
         assert await b_store.get_job(job.id) == before  # A wrote nothing either
     finally:
         release.set()
-        await a.stop(grace=1)
-        await b.stop()
-        for closing in (a_provider.close(), b_provider.close(), a_store.close(), b_store.close()):
-            await closing
+        await shut_down([a, b], a_provider, b_provider, a_store, b_store)
 
 
 async def test_a_worker_without_a_provider_leaves_its_jobs_to_the_workers_that_have_it(location, tmp_path,
@@ -281,10 +284,7 @@ async def test_a_healthy_workers_lease_outlasts_a_long_step_whatever_its_idle_wa
         await asyncio.sleep(3.0)
         assert uploads == ["a"]
     finally:
-        await a.stop(grace=0.5)
-        await b.stop(grace=0.5)
-        for closing in (a_provider.close(), b_provider.close(), a_store.close(), b_store.close()):
-            await closing
+        await shut_down([a, b], a_provider, b_provider, a_store, b_store)
 
 
 async def test_two_shard_processes_on_one_sqlite_file_leave_each_others_jobs_alone(tmp_path):
@@ -326,7 +326,4 @@ async def test_two_shard_processes_on_one_sqlite_file_leave_each_others_jobs_alo
         assert polls == ["a"]  # the job A is polling is still A's alone
     finally:
         release.set()
-        await a.stop(grace=1)
-        await b.stop()
-        for closing in (a_provider.close(), b_provider.close(), a_store.close(), b_store.close()):
-            await closing
+        await shut_down([a, b], a_provider, b_provider, a_store, b_store)

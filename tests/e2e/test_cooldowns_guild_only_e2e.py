@@ -53,6 +53,15 @@ async def layers_result_card(emu, bot, user: int, video) -> tuple[str, object]:
     return job_id, emu.message(card.id)
 
 
+async def try_another_instruction(emu, card, user: int) -> str:
+    """Click "Try another instruction" on a layers card, fill in the form: the private answer."""
+    ix = await emu.click(card, custom_id(card, "Try another instruction"), user=user)
+    await ix.wait_ack(timeout=3)
+    sub = await emu.submit_modal(ix.modal["custom_id"], values={"instruction": "the shadow only", "layers": "2"},
+                                 user=user)
+    return (await reply_of(sub)).content
+
+
 async def jobs_of(bot, user: int) -> list:
     return await bot.bot.store.list_jobs(owner_id=user, limit=50)
 
@@ -62,11 +71,7 @@ async def test_try_another_instruction_waits_for_the_layers_cooldown(emu, bot, u
     att = emu.attachment(make_video(tmp_path / "clip.mp4", seconds=1.0), "clip.mp4", "video/mp4")
     first, card = await layers_result_card(emu, bot, alice, att)
 
-    ix = await emu.click(card, custom_id(card, "Try another instruction"), user=alice)
-    await ix.wait_ack(timeout=3)
-    sub = await emu.submit_modal(ix.modal["custom_id"], values={"instruction": "the shadow only", "layers": "2"},
-                                 user=alice)
-    text = (await reply_of(sub)).content
+    text = await try_another_instruction(emu, card, alice)
     assert text.startswith("You're going too fast: you can use `/layers` again"), text
     assert "Started job" not in text
     assert [j.id for j in await jobs_of(bot, alice)] == [first]
@@ -126,11 +131,7 @@ async def test_a_button_in_a_dm_cannot_start_a_job(emu, bot, users, tmp_path, mo
     bot.bot.jobs.cooldowns.clear()  # only the DM check stands in the way
 
     monkeypatch.setattr(emulator_module, "base_payload", lambda emu_, ix: _as_dm(base_payload(emu_, ix)))
-    ix = await emu.click(card, custom_id(card, "Try another instruction"), user=alice)
-    await ix.wait_ack(timeout=3)
-    sub = await emu.submit_modal(ix.modal["custom_id"], values={"instruction": "the shadow only", "layers": "2"},
-                                 user=alice)
-    text = (await reply_of(sub)).content
+    text = await try_another_instruction(emu, card, alice)
     assert text.startswith("Jobs that spend credits can only be started in a server"), text
     assert [j.id for j in await jobs_of(bot, alice)] == [first]
 
